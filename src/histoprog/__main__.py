@@ -1,0 +1,5 @@
+"""``python -m histoprog``: the command-line interface."""
+
+from histoprog.cli import main
+
+raise SystemExit(main())
