@@ -1,0 +1,1 @@
+"""Survival statistics that no maintained Python library provides, each checked against R."""
