@@ -14,7 +14,7 @@ import sys
 from histoprog import __version__
 from histoprog.errors import HistoprogError
 
-COMMANDS: tuple[str, ...] = ()
+COMMANDS: tuple[str, ...] = ("tile",)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,33 @@
+# histoprog: H&E whole-slide images + clinical table -> prognostic models.
+# Entry point: configuration, validation, rule files and the default target.
+
+import os
+import sys
+from pathlib import Path
+
+# The library lives in src/; rules call it as `python -m histoprog <stage>`, both from the
+# project venv and from per-rule conda envs (which carry only third-party packages).
+_SRC = str(Path(workflow.basedir) / "src")
+sys.path.insert(0, _SRC)
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (_SRC, os.environ.get("PYTHONPATH", "")) if p
+)
+
+
+configfile: "config/config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/synth.smk"
+include: "workflow/rules/tile.smk"
+include: "workflow/rules/stain.smk"
+include: "workflow/rules/status.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

@@ -1,0 +1,151 @@
+"""Tissue mask, tile grid and tile table of one slide (METHODS 1.4-1.6).
+
+The blank filter runs on a low-resolution view (about 8 um/px) only, so tiling never reads
+tiles at full resolution: a tile's tissue fraction is the exact area integral of the
+low-resolution tissue mask over the tile's footprint (summed-area table with bilinear
+interpolation at fractional corners).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from skimage.color import rgb2hsv
+
+from histoprog.slides import ReadPlan, SlideInfo
+
+TILE_COLUMNS = ("row", "col", "x", "y", "tissue_fraction")
+
+
+@dataclass(frozen=True)
+class BlankParams:
+    """Thresholds of the blank-pixel rule and the per-tile blank limit (config ``tile.blank``)."""
+
+    saturation_max: float = 0.07
+    value_min: float = 0.85
+    black_value_max: float = 0.05
+    max_blank_fraction: float = 0.5
+
+    def to_dict(self) -> dict[str, float]:
+        """Plain-JSON form."""
+        return asdict(self)
+
+
+def blank_mask(rgb: np.ndarray, transparent: np.ndarray, params: BlankParams) -> np.ndarray:
+    """True where a pixel is blank: bright and unsaturated, transparent, or (near) black."""
+    hsv = rgb2hsv(rgb)
+    saturation, value = hsv[..., 1], hsv[..., 2]
+    bright_grey = (saturation < params.saturation_max) & (value > params.value_min)
+    black = value <= params.black_value_max
+    return bright_grey | black | transparent
+
+
+@dataclass(frozen=True)
+class TileGrid:
+    """The non-overlapping grid of whole tiles over a slide's bounds."""
+
+    origin_x: int
+    origin_y: int
+    step: int
+    rows: int
+    cols: int
+
+    def to_dict(self) -> dict[str, int]:
+        """Plain-JSON form."""
+        return asdict(self)
+
+
+def tile_grid(info: SlideInfo, plan: ReadPlan) -> TileGrid:
+    """Grid from the bounds' origin; partial tiles at the right and bottom are dropped."""
+    bx, by, bw, bh = info.bounds
+    return TileGrid(
+        origin_x=bx,
+        origin_y=by,
+        step=plan.step_level0,
+        rows=bh // plan.step_level0,
+        cols=bw // plan.step_level0,
+    )
+
+
+def tissue_fractions(tissue: np.ndarray, grid: TileGrid, scale: float) -> np.ndarray:
+    """Fraction of each grid tile's area covered by tissue in the low-resolution mask.
+
+    Args:
+        tissue: bool mask at low resolution (True = tissue), aligned with the bounds origin.
+        grid: the tile grid in level-0 pixels.
+        scale: level-0 pixels per mask pixel.
+
+    Returns:
+        rows x cols float array in [0, 1]. Area outside the mask counts as blank.
+    """
+    height, width = tissue.shape
+    sat = np.zeros((height + 1, width + 1), dtype=np.float64)
+    sat[1:, 1:] = np.cumsum(np.cumsum(tissue, axis=0, dtype=np.float64), axis=1)
+    step = grid.step / scale
+    ys = np.clip(np.arange(grid.rows + 1) * step, 0, height)
+    xs = np.clip(np.arange(grid.cols + 1) * step, 0, width)
+    integral = _bilinear(sat, ys[:, None], xs[None, :])
+    area = integral[1:, 1:] - integral[:-1, 1:] - integral[1:, :-1] + integral[:-1, :-1]
+    return np.clip(area / (step * step), 0.0, 1.0)
+
+
+def _bilinear(table: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """Bilinear interpolation of ``table`` at fractional coordinates (broadcast)."""
+    y0 = np.minimum(np.floor(ys).astype(int), table.shape[0] - 2)
+    x0 = np.minimum(np.floor(xs).astype(int), table.shape[1] - 2)
+    fy, fx = ys - y0, xs - x0
+    top = table[y0, x0] * (1 - fx) + table[y0, x0 + 1] * fx
+    bottom = table[y0 + 1, x0] * (1 - fx) + table[y0 + 1, x0 + 1] * fx
+    return top * (1 - fy) + bottom * fy
+
+
+def tile_table(grid: TileGrid, fractions: np.ndarray, params: BlankParams) -> pd.DataFrame:
+    """Rows of the tiles kept (blank share at most ``max_blank_fraction``), row-major order."""
+    keep = fractions >= 1.0 - params.max_blank_fraction - 1e-12
+    rows, cols = np.nonzero(keep)
+    return pd.DataFrame(
+        {
+            "row": rows.astype(np.int64),
+            "col": cols.astype(np.int64),
+            "x": grid.origin_x + cols.astype(np.int64) * grid.step,
+            "y": grid.origin_y + rows.astype(np.int64) * grid.step,
+            "tissue_fraction": np.round(fractions[rows, cols], 6),
+        },
+        columns=list(TILE_COLUMNS),
+    )
+
+
+def mask_thumbnail(
+    rgb: np.ndarray, tissue: np.ndarray, grid: TileGrid, scale: float, table: pd.DataFrame
+) -> Any:
+    """QC figure: the low-resolution view, blank pixels tinted, kept tiles outlined."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    
+    height, width = tissue.shape
+    fig_w = 8.0
+    fig, axes = plt.subplots(1, 2, figsize=(fig_w, fig_w / 2 * height / max(width, 1) + 0.8))
+    axes[0].imshow(rgb)
+    axes[0].set_title("low-resolution view")
+    shaded = rgb.astype(np.float32) / 255
+    shaded[~tissue] = shaded[~tissue] * 0.35 + np.array([0.2, 0.4, 1.0]) * 0.65
+    axes[1].imshow(shaded)
+    kept = np.zeros((grid.rows, grid.cols), dtype=float)
+    kept[table["row"].to_numpy(), table["col"].to_numpy()] = 1.0
+    extent = (0, grid.cols * grid.step / scale, grid.rows * grid.step / scale, 0)
+    axes[1].imshow(
+        np.ma.masked_equal(kept, 0), extent=extent, cmap="summer", alpha=0.35,
+        interpolation="nearest", vmin=0, vmax=1,
+    )
+    axes[1].set_xlim(0, width)
+    axes[1].set_ylim(height, 0)
+    axes[1].set_title(f"blank (blue) and {len(table)} kept tiles (green tint)")
+    for ax in axes:
+        ax.set_axis_off()
+    fig.tight_layout()
+    return fig

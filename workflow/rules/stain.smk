@@ -1,0 +1,39 @@
+rule stain:
+    """Slide-level Macenko stain parameters and a before/after QC image (METHODS 2)."""
+    input:
+        slide=slide_file,
+        tiles="results/{cohort}/slides/{slide}/tiles.tsv",
+        meta="results/{cohort}/slides/{slide}/tiles.json",
+    output:
+        params="results/{cohort}/slides/{slide}/stain.json",
+        qc=report(
+            "results/{cohort}/slides/{slide}/stain_qc.png",
+            caption="../report/stain_qc.rst",
+            category="QC: stain normalisation",
+            subcategory="{cohort}",
+        ),
+    params:
+        slide=lambda wc: slide_row(wc)["path"],
+        cfg=config["stain"],
+        target=(
+            f"--target-image {config['stain']['target_image']}"
+            if config["stain"]["target_image"]
+            else ""
+        ),
+    log:
+        "logs/stain/{cohort}/{slide}.log",
+    benchmark:
+        "logs/benchmarks/stain/{cohort}/{slide}.tsv"
+    conda:
+        "../../envs/slides.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    shell:
+        "python -m histoprog stain --slide {params.slide:q} --slide-id {wildcards.slide} "
+        "--tiles {input.tiles} --tiles-meta {input.meta} --fit {params.cfg[fit]} "
+        "--fit-tiles {params.cfg[fit_tiles]} {params.target} --alpha {params.cfg[alpha]} "
+        "--beta {params.cfg[beta]} --io {params.cfg[io]} --qc-tiles {params.cfg[qc_tiles]} "
+        "--seed {params.cfg[seed]} --out-params {output.params} --out-qc {output.qc} "
+        "> {log} 2>&1"

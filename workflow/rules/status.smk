@@ -1,0 +1,20 @@
+rule slide_status:
+    """Which slides of a cohort failed, at which stage and why (written even when some did)."""
+    input:
+        tiles=lambda wc: cohort_slide_outputs(wc.cohort, "tiles.json"),
+        stain=lambda wc: cohort_slide_outputs(wc.cohort, "stain.json"),
+    output:
+        "results/{cohort}/slide_status.tsv",
+    params:
+        slides=lambda wc: list(SLIDES[wc.cohort].index),
+    log:
+        "logs/slide_status/{cohort}.log",
+    conda:
+        "../../envs/slides.yaml"
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=10,
+    shell:
+        "python -m histoprog status --slides-dir results/{wildcards.cohort}/slides "
+        "--slide-ids {params.slides} --stages tiles stain --out {output} > {log} 2>&1"

@@ -1,0 +1,26 @@
+# Generated cohorts (the demo): a cohort whose sheet row names a `synth_spec` is written by
+# `histoprog synth cohort`, which produces exactly the slides its slide table lists.
+
+SYNTH_COHORTS = [c for c in COHORTS.index if synthesised(c)]
+
+
+rule synth_cohort:
+    """Generate a synthetic cohort with planted truth (slides, clinical table, truth)."""
+    input:
+        spec=lambda wc: COHORTS.loc[wc.cohort, "synth_spec"],
+    output:
+        slides=directory("demo_data/{cohort}/slides"),
+        clinical="demo_data/{cohort}/clinical.tsv",
+        table="demo_data/{cohort}/slides.tsv",
+        truth=directory("demo_data/{cohort}/truth"),
+    log:
+        "logs/synth_cohort/{cohort}.log",
+    conda:
+        "../../envs/slides.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    shell:
+        "python -m histoprog synth cohort --spec {input.spec} --out demo_data/{wildcards.cohort} "
+        "> {log} 2>&1"

@@ -1,0 +1,41 @@
+rule tile:
+    """Tissue mask, tile grid and tile table of one slide (METHODS 1)."""
+    input:
+        slide=slide_file,
+    output:
+        tiles="results/{cohort}/slides/{slide}/tiles.tsv",
+        meta="results/{cohort}/slides/{slide}/tiles.json",
+        mask=report(
+            "results/{cohort}/slides/{slide}/tissue_mask.png",
+            caption="../report/tissue_mask.rst",
+            category="QC: tiling",
+            subcategory="{cohort}",
+        ),
+    params:
+        slide=lambda wc: slide_row(wc)["path"],
+        sheet_mpp=sheet_mpp_arg,
+        mpp=lambda wc: tiling(wc)["mpp"],
+        px=lambda wc: tiling(wc)["px"],
+        tol=config["tile"]["mpp_tolerance"],
+        lowres=config["tile"]["lowres_mpp"],
+        blank=config["tile"]["blank"],
+    log:
+        "logs/tile/{cohort}/{slide}.log",
+    benchmark:
+        "logs/benchmarks/tile/{cohort}/{slide}.tsv"
+    conda:
+        "../../envs/slides.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    shell:
+        "python -m histoprog tile --slide {params.slide:q} --slide-id {wildcards.slide} "
+        "{params.sheet_mpp} --target-mpp {params.mpp} --tile-px {params.px} "
+        "--mpp-tolerance {params.tol} --lowres-mpp {params.lowres} "
+        "--saturation-max {params.blank[saturation_max]} "
+        "--value-min {params.blank[value_min]} "
+        "--black-value-max {params.blank[black_value_max]} "
+        "--max-blank-fraction {params.blank[max_blank_fraction]} "
+        "--out-tiles {output.tiles} --out-meta {output.meta} --out-mask {output.mask} "
+        "> {log} 2>&1"
