@@ -14,7 +14,7 @@ import sys
 from histoprog import __version__
 from histoprog.errors import HistoprogError
 
-COMMANDS: tuple[str, ...] = ("tile",)
+COMMANDS: tuple[str, ...] = ("tile", "stain", "status")
 
 
 def build_parser() -> argparse.ArgumentParser:

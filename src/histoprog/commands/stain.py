@@ -103,7 +103,11 @@ def fit_slide(
     finally:
         slide.close()
     qc = tiles[: args.qc_tiles]
-    fitted: dict[str, Any] = {"n_fit_tiles": n_fit, "n_tiles": len(table)}
+    fitted: dict[str, Any] = {
+        "n_fit_tiles": n_fit,
+        "n_tiles": len(table),
+        "target": normalizer.target.to_dict(),
+    }
     if args.fit == "slide":
         try:
             stain_params = normalizer.fit(tiles)
@@ -116,7 +120,6 @@ def fit_slide(
         fitted["params"] = stain_params.to_dict()
         after = normalizer.transform_batch(qc, stain_params)
     else:
-        fitted["params"] = normalizer.target_dict()
         after = np.stack([normalizer.transform_per_tile(tile)[0] for tile in qc])
     return fitted, qc_figure(args.slide_id, qc, after, args.fit)
 
