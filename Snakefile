@@ -1,7 +1,6 @@
 # histoprog: H&E whole-slide images + clinical table -> prognostic models.
 # Entry point: configuration, validation, rule files and the default target.
 
-import os
 import sys
 from pathlib import Path
 
@@ -9,8 +8,11 @@ from pathlib import Path
 # project venv and from per-rule conda envs (which carry only third-party packages).
 _SRC = str(Path(workflow.basedir) / "src")
 sys.path.insert(0, _SRC)
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    p for p in (_SRC, os.environ.get("PYTHONPATH", "")) if p
+# (braces are doubled because Snakemake formats the prefix like a shell command)
+shell.prefix(
+    "set -euo pipefail; export PYTHONPATH="
+    + repr(_SRC)
+    + "${{PYTHONPATH:+:$PYTHONPATH}}; "
 )
 
 
@@ -28,6 +30,6 @@ include: "workflow/rules/status.smk"
 
 
 rule all:
+    default_target: True
     input:
         all_targets(),
-    default_target: True

@@ -16,7 +16,9 @@ validate(config, SCHEMAS / "config.schema.yaml", set_default=True)
 def _load_sheets():
     """Cohort sheet and slide tables, validated; bad input stops here with a clear message."""
     try:
-        cohort_table = sheets.load_cohorts(config["cohorts"], SCHEMAS / "cohorts.schema.yaml")
+        cohort_table = sheets.load_cohorts(
+            config["cohorts"], SCHEMAS / "cohorts.schema.yaml"
+        )
         slide_tables = {
             name: sheets.load_slides(row["slides"], SCHEMAS / "slides.schema.yaml")
             for name, row in cohort_table.iterrows()

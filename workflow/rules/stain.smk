@@ -12,14 +12,6 @@ rule stain:
             category="QC: stain normalisation",
             subcategory="{cohort}",
         ),
-    params:
-        slide=lambda wc: slide_row(wc)["path"],
-        cfg=config["stain"],
-        target=(
-            f"--target-image {config['stain']['target_image']}"
-            if config["stain"]["target_image"]
-            else ""
-        ),
     log:
         "logs/stain/{cohort}/{slide}.log",
     benchmark:
@@ -30,6 +22,14 @@ rule stain:
     resources:
         mem_mb=2000,
         runtime=30,
+    params:
+        slide=lambda wc: slide_row(wc)["path"],
+        cfg=config["stain"],
+        target=(
+            f"--target-image {config['stain']['target_image']}"
+            if config["stain"]["target_image"]
+            else ""
+        ),
     shell:
         "python -m histoprog stain --slide {params.slide:q} --slide-id {wildcards.slide} "
         "--tiles {input.tiles} --tiles-meta {input.meta} --fit {params.cfg[fit]} "

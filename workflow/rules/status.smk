@@ -5,8 +5,6 @@ rule slide_status:
         stain=lambda wc: cohort_slide_outputs(wc.cohort, "stain.json"),
     output:
         "results/{cohort}/slide_status.tsv",
-    params:
-        slides=lambda wc: list(SLIDES[wc.cohort].index),
     log:
         "logs/slide_status/{cohort}.log",
     conda:
@@ -15,6 +13,8 @@ rule slide_status:
     resources:
         mem_mb=500,
         runtime=10,
+    params:
+        slides=lambda wc: list(SLIDES[wc.cohort].index),
     shell:
         "python -m histoprog status --slides-dir results/{wildcards.cohort}/slides "
         "--slide-ids {params.slides} --stages tiles stain --out {output} > {log} 2>&1"

@@ -11,14 +11,6 @@ rule tile:
             category="QC: tiling",
             subcategory="{cohort}",
         ),
-    params:
-        slide=lambda wc: slide_row(wc)["path"],
-        sheet_mpp=sheet_mpp_arg,
-        mpp=lambda wc: tiling(wc)["mpp"],
-        px=lambda wc: tiling(wc)["px"],
-        tol=config["tile"]["mpp_tolerance"],
-        lowres=config["tile"]["lowres_mpp"],
-        blank=config["tile"]["blank"],
     log:
         "logs/tile/{cohort}/{slide}.log",
     benchmark:
@@ -29,6 +21,14 @@ rule tile:
     resources:
         mem_mb=2000,
         runtime=30,
+    params:
+        slide=lambda wc: slide_row(wc)["path"],
+        sheet_mpp=sheet_mpp_arg,
+        mpp=lambda wc: tiling(wc)["mpp"],
+        px=lambda wc: tiling(wc)["px"],
+        tol=config["tile"]["mpp_tolerance"],
+        lowres=config["tile"]["lowres_mpp"],
+        blank=config["tile"]["blank"],
     shell:
         "python -m histoprog tile --slide {params.slide:q} --slide-id {wildcards.slide} "
         "{params.sheet_mpp} --target-mpp {params.mpp} --tile-px {params.px} "
