@@ -95,17 +95,21 @@ def step_aic(
         raise InputError("direction", f"unknown value {direction!r}", "use both/backward/forward")
     sd = check_survival_data(data, time, event, covariates, id_col=id_col)
     col = {c: i for i, c in enumerate(covariates)}
-    cache: dict[frozenset[str], float] = {}
+    cache: dict[frozenset[str], tuple[float, dict[str, float]]] = {}
 
-    def dev(terms: Sequence[str]) -> float:
+    def dev(terms: Sequence[str], warm: Sequence[str] | None = None) -> float:
         key = frozenset(terms)
         if key not in cache:
             x = sd.x[:, [col[t] for t in terms]]
-            cache[key] = -2 * fit_cox_arrays(sd.time, sd.event, x, ties=ties)[1]
-        return cache[key]
+            # warm start from the neighbouring model's coefficients (same optimum, fewer steps)
+            prev = cache.get(frozenset(warm), (0.0, {}))[1] if warm is not None else {}
+            init = np.array([prev.get(t, 0.0) for t in terms])
+            beta, ll, _, _ = fit_cox_arrays(sd.time, sd.event, x, ties=ties, init=init)
+            cache[key] = (-2 * ll, dict(zip(terms, beta, strict=True)))
+        return cache[key][0]
 
-    def aic(terms: Sequence[str]) -> float:
-        return dev(terms) + k * len(terms)
+    def aic(terms: Sequence[str], warm: Sequence[str] | None = None) -> float:
+        return dev(terms, warm) + k * len(terms)
 
     current = list(start)
     cur_aic = aic(current)
@@ -122,7 +126,7 @@ def step_aic(
                     cands.append((f"+ {t}", [*current, t]))
         if not cands:
             break
-        aics = np.array([cur_aic] + [aic(m) for _, m in cands])
+        aics = np.array([cur_aic] + [aic(m, current) for _, m in cands])
         best = int(np.argmin(aics))  # first minimum, like R's stable order()
         if best == 0:
             break
