@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -39,6 +40,9 @@ import pandas as pd
 from histoprog.errors import InputError
 from histoprog.survival._data import check_survival_data
 from histoprog.survival.cox import _Stratum, fit_cox_arrays
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 __all__ = ["CalibrationResult", "baseline_survival", "calibrate"]
 
@@ -135,7 +139,7 @@ class CalibrationResult:
         """The per-group table (rms's ``calibrate`` matrix columns, snake_case)."""
         return self.table
 
-    def plot(self, ax=None):  # noqa: ANN001, ANN201
+    def plot(self, ax: Axes | None = None) -> Axes:
         """Observed (KM) and optimism-corrected vs mean predicted survival; returns the Axes."""
         import matplotlib.pyplot as plt
 

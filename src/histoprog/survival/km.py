@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
@@ -27,6 +27,9 @@ from scipy import stats
 
 from histoprog.errors import InputError
 from histoprog.survival._data import check_time_event
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 __all__ = ["KMResult", "LogrankResult", "kaplan_meier", "logrank", "median_followup"]
 
@@ -111,7 +114,7 @@ class KMResult:
             ]
         )
 
-    def plot(self, ax=None, **kwargs):  # noqa: ANN001, ANN003, ANN201
+    def plot(self, ax: Axes | None = None, **kwargs: object) -> Axes:
         """Step plot of the curve with its CI band; returns the Axes."""
         import matplotlib.pyplot as plt
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -31,6 +32,9 @@ from scipy import stats
 
 from histoprog.errors import InputError
 from histoprog.survival._data import check_time_event
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 __all__ = ["MaxstatResult", "logrank_scores", "maxstat_cutpoint", "maxstat_cutpoints", "p_lau94"]
 
@@ -92,7 +96,7 @@ class MaxstatResult:
             ]
         )
 
-    def plot(self, ax=None):  # noqa: ANN001, ANN201
+    def plot(self, ax: Axes | None = None) -> Axes:
         """Standardised statistic against candidate cutpoints; returns the Axes."""
         import matplotlib.pyplot as plt
 

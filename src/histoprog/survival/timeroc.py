@@ -24,12 +24,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from histoprog.errors import InputError
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 __all__ = ["TimeROCResult", "compare_auc", "plot_auc_curves", "time_roc"]
 
@@ -72,7 +76,7 @@ class TimeROCResult:
             }
         )
 
-    def plot(self, ax=None, ci: bool = True, **kwargs):  # noqa: ANN001, ANN003, ANN201
+    def plot(self, ax: Axes | None = None, ci: bool = True, **kwargs: object) -> Axes:
         """AUC(t) against t with a pointwise 95 % band; returns the Axes."""
         return plot_auc_curves([self], ax=ax, ci=ci, **kwargs)
 
@@ -262,10 +266,10 @@ def compare_auc(a: TimeROCResult, b: TimeROCResult) -> pd.DataFrame:
 
 def plot_auc_curves(
     results: Sequence[TimeROCResult],
-    ax=None,  # noqa: ANN001
+    ax: Axes | None = None,
     ci: bool = True,
-    **kwargs,  # noqa: ANN003
-):  # noqa: ANN201
+    **kwargs: object,
+) -> Axes:
     """Plot AUC(t) of several markers (computed on a grid of times) on one Axes."""
     import matplotlib.pyplot as plt
 
