@@ -40,14 +40,36 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         tile = peak_rss(
-            ["tile", "--slide", str(slide), "--slide-id", "large", "--out-tiles",
-             str(out / "tiles.tsv"), "--out-meta", str(out / "tiles.json"), "--out-mask",
-             str(out / "mask.png")]
+            [
+                "tile",
+                "--slide",
+                str(slide),
+                "--slide-id",
+                "large",
+                "--out-tiles",
+                str(out / "tiles.tsv"),
+                "--out-meta",
+                str(out / "tiles.json"),
+                "--out-mask",
+                str(out / "mask.png"),
+            ]
         )
         stain = peak_rss(
-            ["stain", "--slide", str(slide), "--slide-id", "large", "--tiles",
-             str(out / "tiles.tsv"), "--tiles-meta", str(out / "tiles.json"),
-             "--out-params", str(out / "stain.json"), "--out-qc", str(out / "stain.png")]
+            [
+                "stain",
+                "--slide",
+                str(slide),
+                "--slide-id",
+                "large",
+                "--tiles",
+                str(out / "tiles.tsv"),
+                "--tiles-meta",
+                str(out / "tiles.json"),
+                "--out-params",
+                str(out / "stain.json"),
+                "--out-qc",
+                str(out / "stain.png"),
+            ]
         )
     baseline = width * height * 3
     print(f"slide {slide.name}: {width} x {height} px; level 0 as RGB = {baseline / GB:.2f} GB")

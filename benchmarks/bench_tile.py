@@ -21,9 +21,19 @@ from histoprog.cli import main as histoprog
 def time_tile(slide: Path, out: Path) -> float:
     started = time.perf_counter()
     code = histoprog(
-        ["tile", "--slide", str(slide), "--slide-id", "large", "--out-tiles",
-         str(out / "tiles.tsv"), "--out-meta", str(out / "tiles.json"), "--out-mask",
-         str(out / "mask.png")]
+        [
+            "tile",
+            "--slide",
+            str(slide),
+            "--slide-id",
+            "large",
+            "--out-tiles",
+            str(out / "tiles.tsv"),
+            "--out-meta",
+            str(out / "tiles.json"),
+            "--out-mask",
+            str(out / "mask.png"),
+        ]
     )
     assert code == 0
     return time.perf_counter() - started

@@ -17,8 +17,19 @@ def large_slide(size: int = 40_000) -> Path:
         OUT.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
         subprocess.run(
-            [sys.executable, "-m", "histoprog", "synth", "large-slide", "--out", str(path),
-             "--size", str(size), "--seed", "0"],
+            [
+                sys.executable,
+                "-m",
+                "histoprog",
+                "synth",
+                "large-slide",
+                "--out",
+                str(path),
+                "--size",
+                str(size),
+                "--seed",
+                "0",
+            ],
             check=True,
         )
         print(f"generated {path.name} in {time.perf_counter() - started:.1f} s")

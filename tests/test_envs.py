@@ -34,9 +34,7 @@ def test_every_rule_names_an_existing_env():
     for rules in (ROOT / "workflow" / "rules").glob("*.smk"):
         lines = [line.strip() for line in rules.read_text().splitlines()]
         n_rules = sum(line.startswith("rule ") for line in lines)
-        envs = [
-            lines[i + 1].strip('",') for i, line in enumerate(lines) if line == "conda:"
-        ]
+        envs = [lines[i + 1].strip('",') for i, line in enumerate(lines) if line == "conda:"]
         assert len(envs) == n_rules, f"{rules.name}: {n_rules} rules, {len(envs)} conda envs"
         for env in envs:
             assert (rules.parent / env).resolve().is_file(), f"{rules.name}: {env} missing"

@@ -15,7 +15,10 @@ def write(path: Path, text: str) -> Path:
 
 def test_slide_table_defaults_paths_and_ids(tmp_path):
     table = sheets.load_slides(
-        write(tmp_path / "s.tsv", "slide_id\tpatient_id\tpath\n001\tP1\tslides/a.svs\nS2\tP2\t/abs/b.tiff\n"),
+        write(
+            tmp_path / "s.tsv",
+            "slide_id\tpatient_id\tpath\n001\tP1\tslides/a.svs\nS2\tP2\t/abs/b.tiff\n",
+        ),
         SCHEMAS / "slides.schema.yaml",
     )
     assert list(table.index) == ["001", "S2"]  # ids stay strings (no 1)
@@ -56,7 +59,11 @@ def test_cohort_sheet_defaults_and_errors(tmp_path):
 
 def test_clinical_missing_outcome_column(tmp_path):
     path = write(tmp_path / "clin.tsv", "patient_id\tos_months\nP1\t12\n")
-    with pytest.raises(InputError, match=r"clinical table .*clin.tsv.*missing required column\(s\) 'os_event'.*clinical.<pipeline>"):
+    with pytest.raises(
+        InputError,
+        match=r"clinical table .*clin.tsv.*missing required column\(s\) 'os_event'"
+        r".*clinical.<pipeline>",
+    ):
         sheets.check_clinical(path, ["os_months", "os_event"], SCHEMAS / "clinical.schema.yaml")
 
 

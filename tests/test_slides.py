@@ -10,9 +10,16 @@ from histoprog.errors import SlideError
 def make_info(mpp: float, downsamples: tuple[float, ...], size: int = 40_000) -> slides.SlideInfo:
     dims = tuple((int(size / d), int(size / d)) for d in downsamples)
     return slides.SlideInfo(
-        path="x.svs", width=size, height=size, level_dimensions=dims,
-        level_downsamples=downsamples, mpp=mpp, mpp_source="metadata",
-        objective_power=None, vendor=None, bounds=(0, 0, size, size),
+        path="x.svs",
+        width=size,
+        height=size,
+        level_dimensions=dims,
+        level_downsamples=downsamples,
+        mpp=mpp,
+        mpp_source="metadata",
+        objective_power=None,
+        vendor=None,
+        bounds=(0, 0, size, size),
     )
 
 

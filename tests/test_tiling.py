@@ -27,7 +27,10 @@ def test_tissue_fraction_matches_brute_force_upsampling():
     fine = np.repeat(np.repeat(mask, 3, axis=0), 3, axis=1)
     expected = np.array(
         [
-            [fine[r * step : (r + 1) * step, c * step : (c + 1) * step].mean() for c in range(grid.cols)]
+            [
+                fine[r * step : (r + 1) * step, c * step : (c + 1) * step].mean()
+                for c in range(grid.cols)
+            ]
             for r in range(grid.rows)
         ]
     )
@@ -35,9 +38,7 @@ def test_tissue_fraction_matches_brute_force_upsampling():
 
 
 def test_blank_mask_rules():
-    rgb = np.array(
-        [[[250, 250, 250], [200, 120, 180], [0, 0, 0], [240, 235, 238]]], dtype=np.uint8
-    )
+    rgb = np.array([[[250, 250, 250], [200, 120, 180], [0, 0, 0], [240, 235, 238]]], dtype=np.uint8)
     transparent = np.array([[False, False, False, True]])
     blank = tiling.blank_mask(rgb, transparent, tiling.BlankParams())
     assert blank.tolist() == [[True, False, True, True]]
@@ -52,9 +53,16 @@ def test_tile_table_keeps_at_most_half_blank():
 
 def test_grid_drops_partial_tiles_and_uses_bounds_origin():
     info = slides.SlideInfo(
-        path="x", width=1000, height=700, level_dimensions=((1000, 700),),
-        level_downsamples=(1.0,), mpp=0.5, mpp_source="metadata", objective_power=None,
-        vendor=None, bounds=(30, 40, 900, 500),
+        path="x",
+        width=1000,
+        height=700,
+        level_dimensions=((1000, 700),),
+        level_downsamples=(1.0,),
+        mpp=0.5,
+        mpp_source="metadata",
+        objective_power=None,
+        vendor=None,
+        bounds=(30, 40, 900, 500),
     )
     grid = tiling.tile_grid(info, slides.plan_read(info, 0.5, 224))
     assert (grid.origin_x, grid.origin_y, grid.rows, grid.cols) == (30, 40, 2, 4)
@@ -77,7 +85,9 @@ def test_real_slide_grid_and_blank_filter(name):
     assert (grid.rows, grid.cols) == (2967 // 224, 2220 // 224)
     rgb, transparent, scale = slides.read_low_resolution(slide, info, 8.0)
     tissue = ~tiling.blank_mask(rgb, transparent, tiling.BlankParams())
-    table = tiling.tile_table(grid, tiling.tissue_fractions(tissue, grid, scale), tiling.BlankParams())
+    table = tiling.tile_table(
+        grid, tiling.tissue_fractions(tissue, grid, scale), tiling.BlankParams()
+    )
     # the tissue strip covers about 40 % of the 13 x 9 grid on all three encodings
     assert 40 <= len(table) <= 56
     # kept tiles really are mostly tissue at full resolution; dropped corner is blank

@@ -23,7 +23,9 @@ def read_table(path: str | os.PathLike[str], what: str) -> pd.DataFrame:
     file = Path(path)
     if not file.is_file():
         raise InputError(
-            f"{what} '{file}'", "the file does not exist", f"create it or correct the path to {what}"
+            f"{what} '{file}'",
+            "the file does not exist",
+            f"create it or correct the path to {what}",
         )
     try:
         table = pd.read_csv(
@@ -106,7 +108,10 @@ def load_slides(path: str | os.PathLike[str], schema: str | os.PathLike[str]) ->
     where = f"slide table '{path}'"
     table = read_table(path, "slide table")
     require_columns(
-        table, ["slide_id", "patient_id", "path"], where, "see the slide table section of config/README.md"
+        table,
+        ["slide_id", "patient_id", "path"],
+        where,
+        "see the slide table section of config/README.md",
     )
     if "mpp" not in table:
         table["mpp"] = float("nan")
@@ -114,7 +119,9 @@ def load_slides(path: str | os.PathLike[str], schema: str | os.PathLike[str]) ->
     validate_table(table, schema, where)
     require_unique(table, "slide_id", where)
     folder = Path(path).parent
-    table["path"] = [os.path.normpath(folder / p) if not os.path.isabs(p) else p for p in table["path"]]
+    table["path"] = [
+        os.path.normpath(folder / p) if not os.path.isabs(p) else p for p in table["path"]
+    ]
     return table.set_index("slide_id", drop=False)
 
 

@@ -182,7 +182,7 @@ def choose_level(info: SlideInfo, target_mpp: float, tolerance: float = 0.01) ->
 def plan_read(
     info: SlideInfo, target_mpp: float, tile_px: int, tolerance: float = 0.01
 ) -> ReadPlan:
-    """Work out level, level-0 grid step and read size for tiles of ``tile_px`` at ``target_mpp``."""
+    """Level, level-0 grid step and read size for ``tile_px`` tiles at ``target_mpp``."""
     if target_mpp <= 0 or tile_px <= 0:
         raise ValueError("target_mpp and tile_px must be positive")
     level = choose_level(info, target_mpp, tolerance)

@@ -66,7 +66,8 @@ def cohort_status(slide_ids: Sequence[str], stage_outputs: Sequence[Sequence[str
                 row["n_tiles"] = int(meta["n_tiles"])
             if meta.get("status") == FAILED:
                 row.update(
-                    status=FAILED, stage=meta.get("failed_stage", Path(path).stem),
+                    status=FAILED,
+                    stage=meta.get("failed_stage", Path(path).stem),
                     reason=meta.get("reason", ""),
                 )
                 break

@@ -126,7 +126,7 @@ def mask_thumbnail(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    
+
     height, width = tissue.shape
     fig_w = 8.0
     fig, axes = plt.subplots(1, 2, figsize=(fig_w, fig_w / 2 * height / max(width, 1) + 0.8))
@@ -139,8 +139,13 @@ def mask_thumbnail(
     kept[table["row"].to_numpy(), table["col"].to_numpy()] = 1.0
     extent = (0, grid.cols * grid.step / scale, grid.rows * grid.step / scale, 0)
     axes[1].imshow(
-        np.ma.masked_equal(kept, 0), extent=extent, cmap="summer", alpha=0.35,
-        interpolation="nearest", vmin=0, vmax=1,
+        np.ma.masked_equal(kept, 0),
+        extent=extent,
+        cmap="summer",
+        alpha=0.35,
+        interpolation="nearest",
+        vmin=0,
+        vmax=1,
     )
     axes[1].set_xlim(0, width)
     axes[1].set_ylim(height, 0)

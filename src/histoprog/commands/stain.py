@@ -43,8 +43,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> None:
     """Fit and record stain parameters; pass on an upstream failure."""
     started = time.perf_counter()
-    params = {k: getattr(args, k) for k in ("fit", "fit_tiles", "target_image", "alpha",
-                                            "beta", "io", "qc_tiles", "seed")}
+    params = {
+        k: getattr(args, k)
+        for k in ("fit", "fit_tiles", "target_image", "alpha", "beta", "io", "qc_tiles", "seed")
+    }
     tiles_meta = read_json(args.tiles_meta)
     record: dict[str, Any] = {"slide_id": args.slide_id, "method": "macenko", "fit": args.fit}
     failed = upstream_failure(tiles_meta)
@@ -99,7 +101,12 @@ def fit_slide(
     plan = slides.ReadPlan(**tiles_meta["read"])
     slide = slides.open_slide(args.slide, args.slide_id)
     try:
-        tiles = np.stack([slides.read_tile(slide, plan, x, y) for x, y in zip(sample["x"], sample["y"], strict=True)])
+        tiles = np.stack(
+            [
+                slides.read_tile(slide, plan, x, y)
+                for x, y in zip(sample["x"], sample["y"], strict=True)
+            ]
+        )
     finally:
         slide.close()
     qc = tiles[: args.qc_tiles]
@@ -143,5 +150,3 @@ def qc_figure(slide_id: str, before: np.ndarray, after: np.ndarray, fit: str) ->
     fig.suptitle(f"slide {slide_id}", fontsize=10)
     fig.tight_layout()
     return fig
-
-

@@ -16,7 +16,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--slides-dir", required=True, help="results/<cohort>/slides")
     parser.add_argument("--slide-ids", nargs="+", required=True)
     parser.add_argument(
-        "--stages", nargs="+", default=["tiles", "stain"],
+        "--stages",
+        nargs="+",
+        default=["tiles", "stain"],
         help="per-slide JSON outputs to read, in pipeline order",
     )
     parser.add_argument("--out", required=True)

@@ -73,7 +73,10 @@ def run(args: argparse.Namespace) -> None:
     write_json(args.out_meta, meta)
     log.info(
         "slide %s: %s, %d tissue tiles in %.2f s",
-        args.slide_id, meta["status"], meta["n_tiles"], meta["seconds"],
+        args.slide_id,
+        meta["status"],
+        meta["n_tiles"],
+        meta["seconds"],
     )
 
 
