@@ -1,0 +1,90 @@
+"""``histoprog evaluate_tissue``: test-folder metrics of a tissue classifier (METHODS 3.5)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from histoprog.commands.train_tissue import add_stain_arguments, make_normalizer
+from histoprog.data import PatchFolder, check_stain_target
+from histoprog.evaluation import evaluate_predictions, predict
+from histoprog.io import save_figure, write_json, write_tsv
+from histoprog.models import load_checkpoint
+from histoprog.plots.tissue import confusion_heatmap, roc_curves
+from histoprog.provenance import provenance
+from histoprog.train import select_device
+
+log = logging.getLogger("histoprog.evaluate_tissue")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``evaluate_tissue`` subcommand."""
+    parser = subparsers.add_parser(
+        "evaluate_tissue", help="evaluate a tissue classifier on an independent test folder"
+    )
+    parser.add_argument("--model", required=True, help="tissue classifier checkpoint")
+    parser.add_argument("--patches", required=True, help="test ImageFolder root")
+    parser.add_argument(
+        "--classes", nargs="+", default=None, help="expected classes (default: the model's)"
+    )
+    add_stain_arguments(parser)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--out-metrics", required=True, help="per-class metrics (TSV)")
+    parser.add_argument("--out-summary", required=True, help="accuracy etc. (JSON)")
+    parser.add_argument("--out-confusion", required=True, help="confusion counts (TSV)")
+    parser.add_argument("--out-roc", required=True, help="ROC curves (PNG)")
+    parser.add_argument("--out-heatmap", required=True, help="confusion heat map (PNG)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> None:
+    """Predict the test folder and write metrics, confusion matrix and figures."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model, meta = load_checkpoint(
+        args.model, expected_kind="tissue_classifier", expected_class_names=args.classes
+    )
+    names = list(meta["class_names"])
+    norm = meta.get("normalisation") or {}
+    normalizer = make_normalizer(args)
+    target = normalizer.target.to_dict() if normalizer is not None else None
+    check_stain_target(norm, target, f"model checkpoint '{args.model}'")
+    dataset = PatchFolder(
+        args.patches,
+        names,
+        stain=args.stain,
+        normalizer=normalizer,
+        tile_px=norm.get("tile_px"),
+    )
+    loader = DataLoader(dataset, batch_size=args.batch_size, num_workers=args.workers)
+    device = select_device(args.device)
+    batches = tqdm(loader, desc="test patches", mininterval=5.0)
+    labels, probs = predict(model, batches, device, mean=norm.get("mean"), std=norm.get("std"))
+    result = evaluate_predictions(labels, probs, names)
+    write_tsv(args.out_metrics, result.per_class)
+    write_tsv(args.out_confusion, result.confusion_table())
+    summary = {
+        **result.summary,
+        "classes": names,
+        "model": {"path": args.model, "sha256": meta["sha256"], **meta["architecture"]},
+        "patches": args.patches,
+        "provenance": provenance({"stain": args.stain, "target_image": args.target_image}),
+    }
+    write_json(args.out_summary, summary)
+    save_figure(args.out_roc, roc_curves(result), dpi=110)
+    save_figure(args.out_heatmap, confusion_heatmap(result), dpi=110)
+    log.info(
+        "%d test patches: accuracy %.4f, macro AUC %.4f\n%s",
+        len(labels),
+        result.accuracy,
+        result.summary["macro_auc"],
+        pd.DataFrame(result.per_class).to_string(index=False),
+    )

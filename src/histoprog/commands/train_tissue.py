@@ -1,0 +1,133 @@
+"""``histoprog train_tissue``: train one stage of the tissue classifier (METHODS 3.3-3.4)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from histoprog.commands.stain import load_target
+from histoprog.io import save_figure, write_tsv
+from histoprog.plots.tissue import learning_curves
+from histoprog.stain import MacenkoNormalizer
+from histoprog.train import (
+    TrainConfig,
+    save_tissue_checkpoint,
+    select_device,
+    train_tissue_classifier,
+)
+
+log = logging.getLogger("histoprog.train_tissue")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``train_tissue`` subcommand."""
+    parser = subparsers.add_parser(
+        "train_tissue", help="train the tissue classifier on an ImageFolder of patches"
+    )
+    parser.add_argument("--patches", required=True, help="ImageFolder root: one folder per class")
+    parser.add_argument(
+        "--classes", nargs="+", required=True, help="class names in output order (folder names)"
+    )
+    parser.add_argument("--backbone", default="resnet50", help="resnet50 | resnet34 | resnet18")
+    parser.add_argument(
+        "--weights",
+        default="imagenet",
+        help="initial weights: imagenet (torch hub cache), none, or a file (stage 2: the "
+        "stage-1 checkpoint)",
+    )
+    add_stain_arguments(parser)
+    parser.add_argument("--tile-px", type=int, default=None, help="resize patches to this size")
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--patience", type=int, default=5, help="0 = no early stopping")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=0.001)
+    parser.add_argument("--momentum", type=float, default=0.9)
+    parser.add_argument("--val-fraction", type=float, default=0.2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    parser.add_argument("--out-model", required=True, help="checkpoint (.pt)")
+    parser.add_argument("--out-history", required=True, help="learning curve table (TSV)")
+    parser.add_argument("--out-curve", required=True, help="learning curve figure (PNG)")
+    parser.set_defaults(func=run)
+
+
+def add_stain_arguments(parser: argparse.ArgumentParser) -> None:
+    """Patch stain options (the same target as the slides' ``stain`` stage)."""
+    parser.add_argument(
+        "--stain",
+        choices=["tile", "none"],
+        default="tile",
+        help="tile: Macenko-normalise each patch; none: patches are already normalised",
+    )
+    parser.add_argument("--target-image", default=None, help="Macenko target image")
+    parser.add_argument("--alpha", type=float, default=1.0)
+    parser.add_argument("--beta", type=float, default=0.15)
+    parser.add_argument("--io", type=float, default=240.0)
+
+
+def make_normalizer(args: argparse.Namespace) -> MacenkoNormalizer | None:
+    """The Macenko normaliser for ``--stain tile``, else None."""
+    if args.stain != "tile":
+        return None
+    return MacenkoNormalizer(
+        target=load_target(args.target_image), alpha=args.alpha, beta=args.beta, Io=args.io
+    )
+
+
+def progress_bar(iterable: Iterable[Any], description: str) -> Iterable[Any]:
+    """A tqdm bar over one pass (to stderr, i.e. the rule's log)."""
+    return tqdm(iterable, desc=description, leave=False, mininterval=5.0, dynamic_ncols=False)
+
+
+def run(args: argparse.Namespace) -> None:
+    """Train, then write the checkpoint, the learning-curve table and figure."""
+    started = time.perf_counter()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = TrainConfig(
+        epochs=args.epochs,
+        patience=args.patience,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        momentum=args.momentum,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        num_workers=args.workers,
+    )
+    weights = None if args.weights.strip().lower() in {"none", ""} else args.weights
+    model, result, info = train_tissue_classifier(
+        args.patches,
+        args.classes,
+        backbone=args.backbone,
+        weights=weights,
+        cfg=cfg,
+        stain=args.stain,
+        normalizer=make_normalizer(args),
+        tile_px=args.tile_px,
+        device=select_device(args.device),
+        progress=progress_bar,
+    )
+    info["stain_options"] = {
+        "target_image": args.target_image, "alpha": args.alpha, "beta": args.beta, "io": args.io
+    }  # fmt: skip
+    save_tissue_checkpoint(args.out_model, model, args.classes, result, info)
+    write_tsv(args.out_history, result.history)
+    title = f"{args.backbone}, {len(args.classes)} classes: kept epoch {result.best_epoch}"
+    save_figure(args.out_curve, learning_curves(result.history, title), dpi=110)
+    log.info(
+        "kept epoch %d of %d (validation loss %.4f, accuracy %.3f)%s in %.1f s",
+        result.best_epoch,
+        result.epochs_run,
+        result.best_val_loss,
+        result.best_val_accuracy,
+        ", stopped early" if result.stopped_early else "",
+        time.perf_counter() - started,
+    )

@@ -1,0 +1,25 @@
+"""Training loops.
+
+* :mod:`.tissue`: the CRLM tissue classifier (METHODS 3.3-3.4): seeded stratified split, SGD on
+  ``layer4`` + head, best-validation-loss checkpoint, early stopping.
+"""
+
+from histoprog.train.tissue import (
+    TrainConfig,
+    TrainResult,
+    fit_classifier,
+    normalisation_record,
+    save_tissue_checkpoint,
+    select_device,
+    train_tissue_classifier,
+)
+
+__all__ = [
+    "TrainConfig",
+    "TrainResult",
+    "fit_classifier",
+    "normalisation_record",
+    "save_tissue_checkpoint",
+    "select_device",
+    "train_tissue_classifier",
+]
