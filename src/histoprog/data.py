@@ -208,7 +208,7 @@ class PatchFolder(Dataset):
         patch = load_patch(path)
         if self.tile_px is not None and patch.shape[:2] != (self.tile_px, self.tile_px):
             size = (self.tile_px, self.tile_px)
-            patch = np.asarray(Image.fromarray(patch).resize(size, Image.Resampling.LANCZOS))
+            patch = np.array(Image.fromarray(patch).resize(size, Image.Resampling.LANCZOS))
         if self.normalizer is not None:
             patch, _ = self.normalizer.transform_per_tile(patch)
         tile = torch.from_numpy(np.ascontiguousarray(patch))

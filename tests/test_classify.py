@@ -1,0 +1,260 @@
+"""``histoprog classify`` on the real CMU-1 region (tile + stain first), with bad inputs."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import openslide
+import pandas as pd
+import pytest
+import torch
+from conftest import shared_file
+from PIL import Image
+
+from histoprog import data
+from histoprog.cli import main
+from histoprog.models import build_tissue_classifier, save_checkpoint
+from histoprog.sof import CLASSES
+from histoprog.stain import MacenkoNormalizer
+from histoprog.train import normalisation_record
+
+torch.set_num_threads(1)
+
+CRC = ("ADI", "BACK", "DEB", "LYM", "MUC", "MUS", "NORM", "STR", "TUM")
+
+
+def _model(path: Path, classes: tuple[str, ...] = CLASSES, target: bool = True) -> Path:
+    torch.manual_seed(0)
+    model = build_tissue_classifier(len(classes), backbone="resnet18", weights=None)
+    normalizer = MacenkoNormalizer() if target else None
+    save_checkpoint(
+        path,
+        model,
+        kind="tissue_classifier",
+        architecture={"backbone": "resnet18", "num_classes": len(classes)},
+        class_names=list(classes),
+        normalisation=normalisation_record("tile" if target else "none", normalizer, None),
+        config={},
+        metrics={},
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def slide_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tile table, stain parameters and a small (untrained) CRLM model for CMU-1."""
+    slide = shared_file("slides", "cmu-1-small-region_3level.svs")
+    out = tmp_path_factory.mktemp("cmu1")
+    common = ["--slide", str(slide), "--slide-id", "cmu1"]
+    tiles = ["--tiles", str(out / "tiles.tsv"), "--tiles-meta", str(out / "tiles.json")]
+    assert (
+        main(
+            [
+                "tile",
+                *common,
+                "--out-tiles",
+                str(out / "tiles.tsv"),
+                "--out-meta",
+                str(out / "tiles.json"),
+                "--out-mask",
+                str(out / "mask.png"),
+            ]
+        )  # fmt: skip
+        == 0
+    )
+    assert (
+        main(
+            [
+                "stain",
+                *common,
+                *tiles,
+                "--out-params",
+                str(out / "stain.json"),
+                "--out-qc",
+                str(out / "stain_qc.png"),
+            ]
+        )  # fmt: skip
+        == 0
+    )
+    _model(out / "model.pt")
+    (out / "slide").write_text(str(slide))
+    return out
+
+
+def classify(d: Path, out: Path, *extra: str, model: Path | None = None, stain: Path | None = None):
+    return main(
+        [
+            "classify", "--slide", (d / "slide").read_text(), "--slide-id", "cmu1",
+            "--tiles", str(d / "tiles.tsv"), "--tiles-meta", str(d / "tiles.json"),
+            "--stain", str(stain or d / "stain.json"), "--model", str(model or d / "model.pt"),
+            "--threads", "1", "--batch-size", "16",
+            "--out-classes", str(out / "classes.tsv"), "--out-grid", str(out / "class_grid.npy"),
+            "--out-counts", str(out / "class_counts.json"),
+            "--out-overlay", str(out / "overlay.png"), *extra,
+        ]
+    )  # fmt: skip
+
+
+def test_outputs_grid_and_overlay(slide_dir: Path, tmp_path: Path) -> None:
+    assert classify(slide_dir, tmp_path, "--workers", "1") == 0
+    tiles = pd.read_csv(slide_dir / "tiles.tsv", sep="\t")
+    meta = json.loads((slide_dir / "tiles.json").read_text())
+    table = pd.read_csv(tmp_path / "classes.tsv", sep="\t")
+    probs = [f"prob_{c}" for c in CLASSES]
+    assert list(table.columns) == ["row", "col", "x", "y", *probs, "class", "read_ok"]
+    assert len(table) == len(tiles) == 48
+    assert table[["row", "col", "x", "y"]].equals(tiles[["row", "col", "x", "y"]])
+    assert np.allclose(table[probs].sum(axis=1), 1, atol=1e-5)
+    assert (table["class"] == table[probs].idxmax(axis=1).str[5:]).all()
+    assert table["read_ok"].eq(1).all()
+
+    grid = np.load(tmp_path / "class_grid.npy")
+    assert grid.shape == (meta["grid"]["rows"], meta["grid"]["cols"]) == (13, 9)
+    assert grid.dtype == np.int8
+    codes = table["class"].map(CLASSES.index).to_numpy()
+    assert np.array_equal(grid[table["row"], table["col"]], codes)
+    assert (grid >= 0).sum() == 48 and set(np.unique(grid)) <= {-1, *range(7)}
+
+    counts = json.loads((tmp_path / "class_counts.json").read_text())
+    assert counts["status"] == "ok"
+    assert counts["counts"] == {c: int((table["class"] == c).sum()) for c in CLASSES}
+    assert counts["n_tiles"] == counts["n_classified"] == 48
+    assert counts["n_failed_tiles"] == 0 and counts["grid_shape"] == [13, 9]
+    assert counts["model"]["backbone"] == "resnet18"
+    params = counts["provenance"]["params"]
+    assert params["model_sha256"] == counts["model"]["sha256"]
+    assert "torch" in counts["provenance"]["versions"]
+    with Image.open(tmp_path / "overlay.png") as overlay:
+        assert min(overlay.size) > 300
+
+
+def test_rerun_is_skipped_unless_forced(slide_dir: Path, tmp_path: Path) -> None:
+    assert classify(slide_dir, tmp_path, "--workers", "0") == 0
+    first = (tmp_path / "class_counts.json").stat().st_mtime_ns
+    assert classify(slide_dir, tmp_path, "--workers", "0") == 0
+    assert (tmp_path / "class_counts.json").stat().st_mtime_ns == first
+    assert classify(slide_dir, tmp_path, "--workers", "0", "--force") == 0
+    assert (tmp_path / "class_counts.json").stat().st_mtime_ns != first
+
+
+def _fail_some_reads(monkeypatch: pytest.MonkeyPatch, bad_x: set[int]) -> None:
+    real = data.read_tile
+
+    def flaky(slide, plan, x, y):
+        if x in bad_x:
+            raise openslide.OpenSlideError("Not a JPEG file: starts with 0x00 0x00")
+        return real(slide, plan, x, y)
+
+    monkeypatch.setattr(data, "read_tile", flaky)
+
+
+def test_tile_read_failures_are_counted(
+    slide_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fail_some_reads(monkeypatch, {896})  # column 4: 12 of 48 tiles
+    assert classify(slide_dir, tmp_path, "--workers", "0", "--max-failed-fraction", "0.5") == 0
+    counts = json.loads((tmp_path / "class_counts.json").read_text())
+    table = pd.read_csv(tmp_path / "classes.tsv", sep="\t")
+    bad = table["x"] == 896
+    assert counts["status"] == "ok"
+    assert counts["n_failed_tiles"] == bad.sum() == 12
+    assert sorted(map(tuple, counts["failed_tiles"])) == sorted(
+        zip(table.loc[bad, "row"], table.loc[bad, "col"], strict=True)
+    )
+    assert (table.loc[bad, "read_ok"] == 0).all() and (table.loc[bad, "class"].isna()).all()
+    assert table.loc[bad, "prob_TUM"].isna().all()
+    grid = np.load(tmp_path / "class_grid.npy")
+    assert (grid[:, 4] == -1).all() and (grid >= 0).sum() == 48 - 12
+    assert sum(counts["counts"].values()) == 36
+
+
+def test_too_many_read_failures_fail_the_slide(
+    slide_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fail_some_reads(monkeypatch, {896})
+    assert classify(slide_dir, tmp_path, "--workers", "0", "--max-failed-fraction", "0.1") == 0
+    counts = json.loads((tmp_path / "class_counts.json").read_text())
+    assert counts["status"] == "failed" and counts["failed_stage"] == "classify"
+    assert "12 of 48 tiles (25.0%) could not be read" in counts["reason"]
+    assert (np.load(tmp_path / "class_grid.npy") == -1).all()
+    assert pd.read_csv(tmp_path / "classes.tsv", sep="\t").empty
+
+
+def test_upstream_failure_is_passed_on(slide_dir: Path, tmp_path: Path) -> None:
+    stain = json.loads((slide_dir / "stain.json").read_text())
+    stain.update(status="failed", failed_stage="stain", reason="Macenko fit failed")
+    (tmp_path / "stain.json").write_text(json.dumps(stain))
+    assert classify(slide_dir, tmp_path, stain=tmp_path / "stain.json") == 0
+    counts = json.loads((tmp_path / "class_counts.json").read_text())
+    assert (counts["status"], counts["failed_stage"]) == ("failed", "stain")
+    assert np.load(tmp_path / "class_grid.npy").shape == (13, 9)
+    assert (tmp_path / "overlay.png").is_file()
+
+
+def _bad_model(tmp_path: Path, slide_dir: Path, kind: str) -> Path:
+    path = tmp_path / f"{kind}.pt"
+    if kind == "truncated":
+        full = (slide_dir / "model.pt").read_bytes()
+        path.write_bytes(full[: len(full) // 2])
+    elif kind == "crc":
+        _model(path, CRC)
+    elif kind == "other_target":
+        shutil.copy(slide_dir / "model.pt", path)
+        ckpt = torch.load(path, weights_only=True)
+        ckpt["normalisation"]["stain_target"]["stain_matrix"] = [[0.6, 0.7, 0.3], [0.2, 0.8, 0.5]]
+        torch.save(ckpt, path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("truncated", "cannot be read; the file is truncated or corrupt"),
+        ("crc", r"was trained for classes \['ADI', .*but the config lists \['BACK'"),
+        ("other_target", "trained on patches normalised to another Macenko target"),
+        ("missing", "does not exist. Fix: train the model first"),
+    ],
+)
+def test_bad_model_is_refused(
+    slide_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str, message: str
+) -> None:
+    model = _bad_model(tmp_path, slide_dir, kind)
+    assert classify(slide_dir, tmp_path, model=model) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("histoprog classify: error: model")
+    assert not list(tmp_path.glob("class_*"))
+    assert re.search(message, err), err
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ("drop_params", "has status ok but no fitted stain parameters"),
+        ("missing", r"stain output '.*': does not exist. Fix: run `histoprog stain`"),
+    ],
+)
+def test_missing_stain_parameters(
+    slide_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], edit: str, message: str
+) -> None:
+    stain = tmp_path / "stain.json"
+    if edit == "drop_params":
+        record = json.loads((slide_dir / "stain.json").read_text())
+        del record["params"]
+        stain.write_text(json.dumps(record))
+    assert classify(slide_dir, tmp_path, stain=stain) == 2
+    assert re.search(message, capsys.readouterr().err)
+
+
+def test_per_tile_stain_fit(slide_dir: Path, tmp_path: Path) -> None:
+    record = json.loads((slide_dir / "stain.json").read_text())
+    record["fit"] = "tile"
+    del record["params"]
+    (tmp_path / "stain.json").write_text(json.dumps(record))
+    assert classify(slide_dir, tmp_path, "--workers", "0", stain=tmp_path / "stain.json") == 0
+    counts = json.loads((tmp_path / "class_counts.json").read_text())
+    assert counts["status"] == "ok" and counts["n_classified"] == 48
+    assert 0 <= counts["n_stain_fit_failed"] < 48
