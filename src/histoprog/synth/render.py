@@ -224,7 +224,6 @@ class SlideRenderer:
         self.offset_x = rng.integers(0, span, size=shape) * top
         self.orient = rng.integers(0, 8, size=shape)
         self._sheets: dict[int, list[list[tuple[np.ndarray, np.ndarray]]]] = {}
-        self._rgb0: list[list[np.ndarray]] | None = None
         self._bank = bank
         self._row_cache: dict[tuple[int, int], np.ndarray] = {}
 
@@ -242,26 +241,28 @@ class SlideRenderer:
         return self.geometry.downsamples[level]
 
     def _level_sheets(self, level: int) -> list[list[tuple[np.ndarray, np.ndarray]]]:
-        """RGB uint8 sheets of every class at a level, each with its transpose (lazy)."""
-        if level not in self._sheets:
-            if self._rgb0 is None:
-                self._rgb0 = [
-                    self._bank.back
-                    if name == "BACK"
-                    else [od_to_rgb(s, self.stain) for s in self._bank.sheets[name]]
-                    for name in CLASSES
+        """RGB uint8 sheets of every class at a level, each with its transpose.
+
+        All levels are built on first use, one sheet at a time, so only one float sheet
+        exists at once.
+        """
+        if not self._sheets:
+            levels: list[list[list[tuple[np.ndarray, np.ndarray]]]] = [
+                [] for _ in self.geometry.downsamples
+            ]
+            for name in CLASSES:
+                per_level: list[list[tuple[np.ndarray, np.ndarray]]] = [
+                    [] for _ in self.geometry.downsamples
                 ]
-            d = self.geometry.downsamples[level]
-            per_class = []
-            for sheets in self._rgb0:
-                pairs = []
-                for sheet in sheets:
-                    u8 = _to_u8(_block_mean(sheet, d))
-                    pairs.append((u8, np.ascontiguousarray(u8.transpose(1, 0, 2))))
-                per_class.append(pairs)
-            self._sheets[level] = per_class
-            if len(self._sheets) == self.n_levels:
-                self._rgb0 = None  # every level is built: free the float sheets
+                src = self._bank.back if name == "BACK" else self._bank.sheets[name]
+                for sheet in src:
+                    rgb = sheet if name == "BACK" else od_to_rgb(sheet, self.stain)
+                    for k, d in enumerate(self.geometry.downsamples):
+                        u8 = _to_u8(_block_mean(rgb, d))
+                        per_level[k].append((u8, np.ascontiguousarray(u8.transpose(1, 0, 2))))
+                for k in range(len(levels)):
+                    levels[k].append(per_level[k])
+            self._sheets = dict(enumerate(levels))
         return self._sheets[level]
 
     def _row(self, level: int, r: int) -> np.ndarray:
@@ -287,7 +288,7 @@ class SlideRenderer:
             if k & 2:
                 src = src[:, ::-1]
             out[:, c * ck : (c + 1) * ck] = src
-        if len(self._row_cache) >= 4:
+        if len(self._row_cache) >= 2:
             self._row_cache.pop(next(iter(self._row_cache)))
         self._row_cache[key] = out
         return out

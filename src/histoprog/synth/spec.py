@@ -7,7 +7,7 @@ Keys (defaults in brackets)::
     n_patients: 60                  # required, >= 1
     seed: 101                       # required, >= 0
     id_prefix: DISC-                # slide/patient ids are <prefix><number> [<name>-]
-    grid: {rows: [22, 28], cols: [22, 28]}   # inclusive ranges, >= 16 [crlm 22-28, hcc 14-18]
+    grid: {rows: [22, 28], cols: [22, 28]}   # inclusive ranges, >= 16 [crlm 22-28, hcc 16-18]
     formats: [svs, tiff]            # cycled by patient index [svs, tiff]
     magnifications: [20, 40]        # cycled by index // len(formats) [crlm [20], hcc [40]]
     levels: 3                       # pyramid levels, 2-5 [3]
@@ -176,7 +176,7 @@ def parse_spec(data: Any, where: str = "spec") -> CohortSpec:
             f"must be letters, digits, _ . - only, got {prefix!r}",
             "id_prefix: P",
         )
-    default_grid = (22, 28) if kind == "crlm" else (14, 18)
+    default_grid = (22, 28) if kind == "crlm" else (16, 18)
     grid = data.get("grid", {"rows": default_grid, "cols": default_grid})
     if not isinstance(grid, dict) or set(grid) - {"rows", "cols"}:
         raise _fail(
