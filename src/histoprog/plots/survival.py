@@ -1,0 +1,301 @@
+"""Survival-analysis figures (METHODS 4-5) and the per-slide SOF figure.
+
+Every function returns a matplotlib ``Figure`` built without pyplot (no GUI backend, no
+global figure registry); save it with :func:`histoprog.io.save_figure`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.colors import ListedColormap
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch, Rectangle
+
+from histoprog.plots.tissue import class_colour
+from histoprog.sof import CLASSES, NON_TUMOUR_CLASSES
+from histoprog.survival import CalibrationResult, KMResult, TimeROCResult, plot_auc_curves
+
+__all__ = [
+    "km_axes",
+    "km_figure",
+    "km_panels",
+    "forest_plot",
+    "correlation_heatmap",
+    "time_roc_figure",
+    "calibration_figure",
+    "sof_slide_figure",
+]
+
+
+def _p(p: float) -> str:
+    """A p-value for a figure label."""
+    if not np.isfinite(p):
+        return "NA"
+    return "< 0.0001" if p < 1e-4 else f"= {p:.3g}" if p < 0.001 else f"= {p:.3f}"
+
+
+def _risk_times(curves: Mapping[str, KMResult], step: float) -> np.ndarray:
+    """Times at which numbers at risk are shown: 0, step, ... up to the last follow-up."""
+    last = max(float(km.table["time"].max()) for km in curves.values())
+    return np.arange(0.0, last + 1e-9, step)
+
+
+def km_axes(
+    ax: object,
+    ax_risk: object | None,
+    curves: Mapping[str, KMResult],
+    tests: pd.DataFrame | None = None,
+    title: str = "",
+    risk_step: float = 24.0,
+) -> None:
+    """Draw KM curves on ``ax`` and the numbers at risk on ``ax_risk`` (if given).
+
+    Args:
+        ax: Axes of the curves.
+        ax_risk: Axes below for the numbers-at-risk table, or None.
+        curves: label -> KM curve (the legend uses each curve's own label).
+        tests: rows of :func:`histoprog.analysis.crlm.group_survival` ``tests``; the log-rank
+            p (overall or two-group) and HR (two groups) are written on the plot.
+        title: Axes title.
+        risk_step: months between numbers-at-risk columns.
+    """
+    for km in curves.values():
+        km.plot(ax=ax)
+    ax.set_xlabel("months")
+    ax.set_title(title, fontsize=9, loc="left")
+    ax.grid(alpha=0.3)
+    if tests is not None and len(tests):
+        main = tests[tests["comparison"].isin(["overall", "two-group"])]
+        lines = []
+        for _, r in main.iterrows():
+            text = f"log-rank p {_p(r['p'])}"
+            if np.isfinite(r.get("hr", np.nan)):
+                text += f"\nHR {r['hr']:.2f} ({r['hr_lower']:.2f}-{r['hr_upper']:.2f})"
+            if r.get("note"):
+                text = str(r["note"])
+            lines.append(text)
+        ax.text(
+            0.98, 0.98, "\n".join(lines), transform=ax.transAxes, ha="right", va="top", fontsize=8
+        )
+    ax.legend(loc="lower left", fontsize=7)
+    if ax_risk is None or not curves:
+        return
+    times = _risk_times(curves, risk_step)
+    ax_risk.set_xlim(ax.get_xlim())
+    ax_risk.set_ylim(-0.5, len(curves) - 0.5)
+    for i, (name, km) in enumerate(curves.items()):
+        y = len(curves) - 1 - i
+        for t, n in zip(times, km.at(times)["n_risk"], strict=True):
+            ax_risk.text(t, y, str(int(n)), ha="center", va="center", fontsize=7)
+        ax_risk.text(
+            -0.01,
+            y,
+            name,
+            transform=ax_risk.get_yaxis_transform(),
+            ha="right",
+            va="center",
+            fontsize=7,
+        )
+    ax_risk.set_yticks([])
+    ax_risk.set_xticks(times)
+    ax_risk.tick_params(labelsize=7)
+    ax_risk.set_title("numbers at risk", fontsize=7, loc="left")
+    for side in ("top", "right", "left"):
+        ax_risk.spines[side].set_visible(False)
+
+
+def km_figure(
+    curves: Mapping[str, KMResult],
+    tests: pd.DataFrame | None = None,
+    title: str = "",
+    risk_step: float = 24.0,
+) -> Figure:
+    """Kaplan-Meier curves with log-rank p, HR and a numbers-at-risk table below."""
+    fig = Figure(figsize=(6, 5.2))
+    ax, ax_risk = fig.subplots(2, 1, gridspec_kw={"height_ratios": [4, 1]}, sharex=False)
+    km_axes(ax, ax_risk, curves, tests, title, risk_step)
+    fig.tight_layout()
+    return fig
+
+
+def km_panels(
+    panels: Sequence[tuple[str, Mapping[str, KMResult], pd.DataFrame]],
+    title: str = "",
+    ncols: int = 3,
+    risk_step: float = 24.0,
+) -> Figure:
+    """Several KM plots (title, curves, tests) in a grid, each with numbers at risk."""
+    n = max(1, len(panels))
+    nrows = -(-n // ncols)
+    fig = Figure(figsize=(4.6 * ncols, 4.4 * nrows))
+    grid = fig.add_gridspec(2 * nrows, ncols, height_ratios=[4, 1] * nrows)
+    for i, (name, curves, tests) in enumerate(panels):
+        r, c = divmod(i, ncols)
+        ax = fig.add_subplot(grid[2 * r, c])
+        ax_risk = fig.add_subplot(grid[2 * r + 1, c])
+        if curves:
+            km_axes(ax, ax_risk, curves, tests, name, risk_step)
+        else:
+            ax.set_title(name, fontsize=9, loc="left")
+            ax.text(0.5, 0.5, "no events", ha="center", transform=ax.transAxes)
+            ax_risk.set_axis_off()
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def forest_plot(table: pd.DataFrame, title: str = "") -> Figure:
+    """Hazard ratios with 95 % CI on a log axis (rows of a Cox summary: term, hr, ...)."""
+    t = table.dropna(subset=["hr"]).reset_index(drop=True)
+    fig = Figure(figsize=(6.5, 0.45 * len(t) + 1.4))
+    ax = fig.subplots()
+    y = np.arange(len(t))[::-1]
+    ax.errorbar(
+        t["hr"],
+        y,
+        xerr=[t["hr"] - t["hr_lower"], t["hr_upper"] - t["hr"]],
+        fmt="s",
+        color="black",
+        ecolor="grey",
+        capsize=3,
+    )
+    ax.axvline(1.0, color="grey", ls=":", lw=1)
+    ax.set_xscale("log")
+    ax.set_yticks(y)
+    ax.set_yticklabels(t["term"], fontsize=8)
+    for yi, (_, r) in zip(y, t.iterrows(), strict=True):
+        ax.annotate(
+            f"{r['hr']:.2f} ({r['hr_lower']:.2f}-{r['hr_upper']:.2f}), p {_p(r['p_wald'])}",
+            (1.02, yi),
+            xycoords=("axes fraction", "data"),
+            va="center",
+            fontsize=7,
+        )
+    ax.set_xlabel("hazard ratio (95 % CI)")
+    ax.set_title(title, fontsize=9, loc="left")
+    fig.tight_layout()
+    return fig
+
+
+def correlation_heatmap(
+    pairs: pd.DataFrame, features: Sequence[str], title: str = "", r_max: float | None = None
+) -> Figure:
+    """Pearson r heat map from a long table (feature_a, feature_b, r); |r| > r_max outlined."""
+    features = list(features)
+    idx = {f: i for i, f in enumerate(features)}
+    mat = np.eye(len(features))
+    for a, b, r in pairs[["feature_a", "feature_b", "r"]].itertuples(index=False):
+        if a in idx and b in idx:
+            mat[idx[a], idx[b]] = mat[idx[b], idx[a]] = r
+    size = 2.5 + 0.28 * len(features)
+    fig = Figure(figsize=(size + 1, size))
+    ax = fig.subplots()
+    im = ax.imshow(mat, cmap="RdBu_r", vmin=-1, vmax=1)
+    ax.set_xticks(range(len(features)))
+    ax.set_yticks(range(len(features)))
+    ax.set_xticklabels(features, rotation=90, fontsize=6)
+    ax.set_yticklabels(features, fontsize=6)
+    if r_max is not None:
+        for i, j in zip(
+            *np.nonzero((np.abs(mat) > r_max) & ~np.eye(len(features), dtype=bool)), strict=True
+        ):
+            ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="black", lw=0.8))
+    fig.colorbar(im, ax=ax, shrink=0.7, label="Pearson r")
+    ax.set_title(title, fontsize=9, loc="left")
+    fig.tight_layout()
+    return fig
+
+
+def time_roc_figure(
+    curves: Sequence[TimeROCResult], marks: Sequence[float] = (), title: str = ""
+) -> Figure:
+    """AUC(t) curves of several markers (``survival.plot_auc_curves``), ``marks`` dashed."""
+    fig = Figure(figsize=(6, 4.2))
+    ax = fig.subplots()
+    if curves:
+        plot_auc_curves(curves, ax=ax, ms=3)
+    for t in marks:
+        ax.axvline(t, color="grey", ls="--", lw=0.8)
+    ax.set_xlabel("months")
+    ax.set_title(title, fontsize=9, loc="left")
+    fig.tight_layout()
+    return fig
+
+
+def calibration_figure(results: Mapping[float, CalibrationResult], title: str = "") -> Figure:
+    """One calibration panel per time: observed KM vs predicted, bootstrap-corrected."""
+    n = max(1, len(results))
+    fig = Figure(figsize=(4.4 * n, 4.4))
+    axes = np.atleast_1d(fig.subplots(1, n))
+    for ax, (u, res) in zip(axes, results.items(), strict=False):
+        res.plot(ax=ax)
+        ax.set_title(f"{u:g} months (B = {res.n_boot})", fontsize=9, loc="left")
+    if not results:
+        axes[0].text(0.5, 0.5, "no calibration time within follow-up", ha="center")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def sof_slide_figure(
+    grid: np.ndarray,
+    region: np.ndarray,
+    distances: np.ndarray,
+    thresholds: Mapping[str, float],
+    title: str = "",
+) -> Figure:
+    """Per-slide SOF figure: classes, tumour region, infiltrating vs distal tiles.
+
+    Left: the class grid with the tumour-region outline; right: the non-tumour tiles split
+    into infiltrating (dark, distance <= threshold) and distal (light).
+    """
+    fig = Figure(figsize=(11, 5))
+    ax_cls, ax_inf = fig.subplots(1, 2)
+    colours = ["#ffffff"] + [class_colour(c, i) for i, c in enumerate(CLASSES)]
+    cmap = ListedColormap(colours)
+    ax_cls.imshow(grid + 1, cmap=cmap, vmin=-0.5, vmax=len(CLASSES) + 0.5, interpolation="nearest")
+    split = np.zeros(grid.shape)  # 0 none, 1 TUM, 2 infiltrating, 3 distal
+    split[grid == CLASSES.index("TUM")] = 1
+    for c in NON_TUMOUR_CLASSES:
+        thr = thresholds.get(c, np.nan)
+        is_c = grid == CLASSES.index(c)
+        if np.isfinite(thr):
+            split[is_c & (distances <= thr)] = 2
+            split[is_c & (distances > thr)] = 3
+    ax_inf.imshow(
+        split,
+        cmap=ListedColormap(["#ffffff", "#d62728", "#1f3f7f", "#a6c8ff"]),
+        vmin=-0.5,
+        vmax=3.5,
+        interpolation="nearest",
+    )
+    for ax in (ax_cls, ax_inf):
+        if region.any():
+            ax.contour(region.astype(float), levels=[0.5], colors="black", linewidths=1.2)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    ax_cls.legend(
+        handles=[Patch(color=class_colour(c, i), label=c) for i, c in enumerate(CLASSES)],
+        loc="upper left",
+        bbox_to_anchor=(1.0, 1.0),
+        fontsize=7,
+    )
+    ax_inf.legend(
+        handles=[
+            Patch(color="#d62728", label="TUM"),
+            Patch(color="#1f3f7f", label="infiltrating"),
+            Patch(color="#a6c8ff", label="distal"),
+            Patch(facecolor="none", edgecolor="black", label="tumour region"),
+        ],
+        loc="upper left",
+        bbox_to_anchor=(1.0, 1.0),
+        fontsize=7,
+    )
+    ax_cls.set_title("tissue classes", fontsize=9, loc="left")
+    ax_inf.set_title("infiltrating vs distal (GMM thresholds)", fontsize=9, loc="left")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

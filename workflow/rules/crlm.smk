@@ -1,0 +1,98 @@
+# The CRLM survival analysis (METHODS 5): fit on the discovery cohort, apply to the
+# validation cohorts; tables, model.json and figures in results/analysis/crlm/.
+
+import json
+
+CRLM_OUT = "results/analysis/crlm"
+CRLM_TABLES = [
+    "cutpoints",
+    "univariate_cox",
+    "correlation",
+    "cutoff_scan",
+    "stepwise",
+    "risk_scores",
+    "logrank",
+    "km_groups",
+    "time_roc",
+    "time_roc_compare",
+    "calibration",
+    "exclusions",
+    "table1",
+    "followup",
+    "associations",
+]
+CRLM_SETTINGS = {
+    k: v
+    for k, v in config["crlm"].items()
+    if k not in ("region", "infiltration_thresholds")
+}
+
+# the thresholds go into model.json; needed whenever a CRLM cohort has slides
+CRLM_THRESHOLDS = [infiltration_thresholds()] if CRLM_SLIDE_COHORTS else []
+
+
+def crlm_features(cohort):
+    """A cohort's feature table: its sof.tsv (slides) or its `features:` table."""
+    if cohort in SLIDES:
+        return f"results/{cohort}/sof.tsv"
+    return COHORTS.loc[cohort, "features"]
+
+
+def crlm_cohort_args(wildcards, input):
+    """--cohort NAME ROLE FEATURES CLINICAL, once per CRLM cohort."""
+    return " ".join(
+        f"--cohort {c} {COHORTS.loc[c, 'role']} {f!r} {k!r}"
+        for c, f, k in zip(CRLM_COHORTS, input.features, input.clinical)
+    )
+
+
+def crlm_figures(name, caption, category):
+    """One report figure per CRLM cohort."""
+    paths = [f"{CRLM_OUT}/{name}_{c}.png" for c in CRLM_COHORTS]
+    kw = dict(caption=f"../report/{caption}", category="CRLM analysis")
+    return [report(p, subcategory=category, **kw) for p in paths]
+
+
+rule crlm_analysis:
+    """Cutpoints, Cox, stepwise AIC, risk score and cutoff, KM, ROC, calibration (METHODS 5)."""
+    input:
+        features=[crlm_features(c) for c in CRLM_COHORTS],
+        clinical=[COHORTS.loc[c, "clinical"] for c in CRLM_COHORTS],
+        thresholds=CRLM_THRESHOLDS,
+    output:
+        tables=expand(f"{CRLM_OUT}/{{name}}.tsv", name=CRLM_TABLES),
+        multivariate=expand(f"{CRLM_OUT}/multivariate_{{c}}.tsv", c=CRLM_COHORTS),
+        model=f"{CRLM_OUT}/model.json",
+        heatmap=report(
+            f"{CRLM_OUT}/correlation_heatmap.png",
+            caption="../report/crlm_correlation.rst",
+            category="CRLM analysis",
+            subcategory="feature selection",
+        ),
+        km=crlm_figures("km", "crlm_km.rst", "Kaplan-Meier"),
+        km_combined=crlm_figures("km_combined", "crlm_km_combined.rst", "Kaplan-Meier"),
+        adjuvant=crlm_figures("adjuvant", "crlm_adjuvant.rst", "adjuvant chemotherapy"),
+        forest=crlm_figures("forest", "crlm_forest.rst", "multivariate Cox"),
+        roc=crlm_figures("time_roc", "crlm_time_roc.rst", "time-dependent ROC"),
+        calibration=crlm_figures("calibration", "crlm_calibration.rst", "calibration"),
+    log:
+        "logs/crlm_analysis/crlm.log",
+    benchmark:
+        "logs/benchmarks/crlm_analysis/crlm.tsv"
+    conda:
+        "../../envs/stats.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    params:
+        cohorts=crlm_cohort_args,
+        thresholds=" ".join(f"--thresholds {t}" for t in CRLM_THRESHOLDS),
+        time=config["clinical"]["crlm"]["time"],
+        event=config["clinical"]["crlm"]["event"],
+        settings=json.dumps(CRLM_SETTINGS),
+        out=CRLM_OUT,
+    shell:
+        "python -m histoprog crlm-analysis {params.cohorts} {params.thresholds} "
+        "--time {params.time} --event {params.event} --settings {params.settings:q} "
+        "--out-dir {params.out} > {log} 2>&1"
