@@ -1,0 +1,187 @@
+# Tissue classifier (METHODS 3): two training stages, evaluation, per-slide classification.
+# Stage 1 (crc): the 9 NCT-CRC-HE-100K classes from config tissue.crc_classes; stage 2 (crlm):
+# the 7 CRLM classes (histoprog.sof.CLASSES, the class-grid contract), started from stage 1.
+
+from histoprog.sof import CLASSES as CRLM_CLASSES
+
+TISSUE = config["tissue"]
+TISSUE_STAGES = ("crc", "crlm")
+TISSUE_CLASSES = {"crc": list(TISSUE["crc_classes"]), "crlm": list(CRLM_CLASSES)}
+# --weights per stage: imagenet, none, a file, or (crlm_weights: crc) the stage-1 model
+TISSUE_WEIGHTS = {
+    "crc": TISSUE["weights"],
+    "crlm": (
+        "results/models/tissue_crc.pt"
+        if TISSUE["crlm_weights"] == "crc"
+        else TISSUE["crlm_weights"]
+    ),
+}
+# the file each stage depends on for its initial weights (none for imagenet/none)
+TISSUE_WEIGHT_FILES = {
+    stage: [] if spec in ("imagenet", "none", None) else spec
+    for stage, spec in TISSUE_WEIGHTS.items()
+}
+# patch stain options: the slides' Macenko target (config stain:)
+TISSUE_STAIN_ARGS = (
+    f"--stain {TISSUE['patch_stain']} --alpha {config['stain']['alpha']} "
+    f"--beta {config['stain']['beta']} --io {config['stain']['io']}"
+    + (
+        f" --target-image {config['stain']['target_image']}"
+        if config["stain"]["target_image"]
+        else ""
+    )
+)
+# both models, evaluations of stages with a test folder, class grids of all CRLM slides
+TISSUE_TARGETS = (
+    [f"results/models/tissue_{stage}.pt" for stage in TISSUE_STAGES]
+    + [
+        f"results/models/evaluation/tissue_{stage}/metrics.tsv"
+        for stage in TISSUE_STAGES
+        if TISSUE["test_patches"].get(stage)
+    ]
+    + [
+        path
+        for cohort in SLIDES
+        if COHORTS.loc[cohort, "pipeline"] == "crlm"
+        for path in cohort_slide_outputs(cohort, "class_counts.json")
+    ]
+)
+
+
+wildcard_constraints:
+    stage="|".join(TISSUE_STAGES),
+
+
+rule train_tissue:
+    """Train one stage of the tissue classifier on an ImageFolder of patches (METHODS 3.3-3.4)."""
+    input:
+        patches=lambda wc: TISSUE["patches"][wc.stage],
+        weights=lambda wc: TISSUE_WEIGHT_FILES[wc.stage],
+    output:
+        model="results/models/tissue_{stage}.pt",
+        history="results/models/tissue_{stage}_history.tsv",
+        curve=report(
+            "results/models/tissue_{stage}_learning_curve.png",
+            caption="../report/tissue_learning_curve.rst",
+            category="Tissue classifier",
+            subcategory="{stage}",
+        ),
+    log:
+        "logs/train_tissue/{stage}.log",
+    benchmark:
+        "logs/benchmarks/train_tissue/{stage}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: TISSUE["threads"] + TISSUE["workers"]
+    resources:
+        mem_mb=16000,
+        runtime=720,
+        gpu=TISSUE["gpu"],
+    params:
+        classes=lambda wc: " ".join(TISSUE_CLASSES[wc.stage]),
+        weights=lambda wc: TISSUE_WEIGHTS[wc.stage],
+        stain=TISSUE_STAIN_ARGS,
+        tile_px=f"--tile-px {TISSUE['tile_px']}" if TISSUE["tile_px"] else "",
+        cfg=TISSUE,
+    shell:
+        "python -m histoprog train_tissue --patches {input.patches} --classes {params.classes} "
+        "--backbone {params.cfg[backbone]} --weights {params.weights} {params.stain} "
+        "{params.tile_px} --epochs {params.cfg[epochs]} --patience {params.cfg[patience]} "
+        "--batch-size {params.cfg[batch_size]} --lr {params.cfg[lr]} "
+        "--momentum {params.cfg[momentum]} --val-fraction {params.cfg[val_fraction]} "
+        "--seed {params.cfg[seed]} --workers {params.cfg[workers]} --threads {params.cfg[threads]} "
+        "--device {params.cfg[device]} --out-model {output.model} "
+        "--out-history {output.history} --out-curve {output.curve} > {log} 2>&1"
+
+
+rule evaluate_tissue:
+    """Accuracy, per-class metrics, ROC curves and confusion matrix on a test folder (METHODS 3.5)."""
+    input:
+        model="results/models/tissue_{stage}.pt",
+        patches=lambda wc: TISSUE["test_patches"][wc.stage],
+    output:
+        metrics="results/models/evaluation/tissue_{stage}/metrics.tsv",
+        summary="results/models/evaluation/tissue_{stage}/summary.json",
+        confusion="results/models/evaluation/tissue_{stage}/confusion.tsv",
+        roc=report(
+            "results/models/evaluation/tissue_{stage}/roc.png",
+            caption="../report/tissue_roc.rst",
+            category="Tissue classifier",
+            subcategory="{stage}",
+        ),
+        heatmap=report(
+            "results/models/evaluation/tissue_{stage}/confusion.png",
+            caption="../report/tissue_confusion.rst",
+            category="Tissue classifier",
+            subcategory="{stage}",
+        ),
+    log:
+        "logs/evaluate_tissue/{stage}.log",
+    conda:
+        "../../envs/torch.yaml"
+    threads: TISSUE["classify"]["threads"] + TISSUE["classify"]["workers"]
+    resources:
+        mem_mb=8000,
+        runtime=120,
+        gpu=TISSUE["gpu"],
+    params:
+        classes=lambda wc: " ".join(TISSUE_CLASSES[wc.stage]),
+        stain=TISSUE_STAIN_ARGS,
+        cfg=TISSUE["classify"],
+    shell:
+        "python -m histoprog evaluate_tissue --model {input.model} --patches {input.patches} "
+        "--classes {params.classes} {params.stain} --batch-size {params.cfg[batch_size]} "
+        "--workers {params.cfg[workers]} --threads {params.cfg[threads]} "
+        "--device {params.cfg[device]} "
+        "--out-metrics {output.metrics} --out-summary {output.summary} "
+        "--out-confusion {output.confusion} --out-roc {output.roc} "
+        "--out-heatmap {output.heatmap} > {log} 2>&1"
+
+
+rule classify:
+    """Tissue class of every tile of a slide: probabilities, class grid, counts, overlay."""
+    input:
+        slide=slide_file,
+        tiles="results/{cohort}/slides/{slide}/tiles.tsv",
+        meta="results/{cohort}/slides/{slide}/tiles.json",
+        stain="results/{cohort}/slides/{slide}/stain.json",
+        model="results/models/tissue_crlm.pt",
+    output:
+        classes="results/{cohort}/slides/{slide}/classes.tsv",
+        grid="results/{cohort}/slides/{slide}/class_grid.npy",
+        counts="results/{cohort}/slides/{slide}/class_counts.json",
+        overlay=report(
+            "results/{cohort}/slides/{slide}/overlay.png",
+            caption="../report/tissue_overlay.rst",
+            category="Tissue classes",
+            subcategory="{cohort}",
+        ),
+    log:
+        "logs/classify/{cohort}/{slide}.log",
+    benchmark:
+        "logs/benchmarks/classify/{cohort}/{slide}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: TISSUE["classify"]["threads"] + TISSUE["classify"]["workers"]
+    resources:
+        mem_mb=4000,
+        runtime=60,
+        gpu=TISSUE["gpu"],
+    params:
+        slide=lambda wc: slide_row(wc)["path"],
+        target=(
+            f"--target-image {config['stain']['target_image']}"
+            if config["stain"]["target_image"]
+            else ""
+        ),
+        cfg=TISSUE["classify"],
+    shell:
+        "python -m histoprog classify --slide {params.slide:q} --slide-id {wildcards.slide} "
+        "--tiles {input.tiles} --tiles-meta {input.meta} --stain {input.stain} "
+        "{params.target} --model {input.model} --batch-size {params.cfg[batch_size]} "
+        "--workers {params.cfg[workers]} --threads {params.cfg[threads]} "
+        "--device {params.cfg[device]} "
+        "--max-failed-fraction {params.cfg[max_failed_fraction]} "
+        "--thumbnail-px {params.cfg[thumbnail_px]} --out-classes {output.classes} "
+        "--out-grid {output.grid} --out-counts {output.counts} "
+        "--out-overlay {output.overlay} > {log} 2>&1"
