@@ -160,6 +160,16 @@ class CRLMSettings:
 
 # --------------------------------------------------------------------------- discovery fit
 
+_SINGULAR = "the fit has a singular information matrix (a group without events?)"
+
+
+def _cox(data: pd.DataFrame, time: str, event: str, terms: Sequence[str], **kw: Any) -> Any:
+    """``coxph``, or None when the fit is singular (monotone likelihood)."""
+    try:
+        return coxph(data, time, event, terms, **kw)
+    except np.linalg.LinAlgError:
+        return None
+
 
 def apply_horizon(cohort: Cohort, s: CRLMSettings) -> Cohort:
     """METHODS 5.1: censor at the horizon (``censor``) or drop longer follow-up (``drop``)."""
@@ -294,11 +304,12 @@ def univariate(
     """METHODS 5.3: one Efron Cox model per term (rows with a missing value dropped).
 
     Returns:
-        Rows: kind, term, n, events, coef, se, z, hr, hr_lower, hr_upper, p_wald, p_lrt.
+        Rows: kind, term, n, events, coef, se, z, hr, hr_lower, hr_upper, p_wald, p_lrt,
+        note (a singular fit, e.g. a group without events, has NaN values and a note).
     """
     rows = []
     for term in terms:
-        fit = coxph(
+        fit = _cox(
             data,
             s.time,
             s.event,
@@ -307,8 +318,11 @@ def univariate(
             missing="drop",
             with_concordance=False,
         )
+        if fit is None:  # not a candidate: its p stays NaN
+            rows.append({"kind": kind, "term": term, "note": _SINGULAR})
+            continue
         row = fit.summary.iloc[0].to_dict()
-        rows.append({"kind": kind, **row, "n": fit.n, "events": fit.n_events})
+        rows.append({"kind": kind, **row, "n": fit.n, "events": fit.n_events, "note": ""})
     cols = [
         "kind",
         "term",
@@ -322,6 +336,7 @@ def univariate(
         "hr_upper",
         "p_wald",
         "p_lrt",
+        "note",
     ]
     return pd.DataFrame(rows).reindex(columns=cols)
 
@@ -439,7 +454,8 @@ def optimal_cutoff(
             }
         )
         if s.cutoff_test == "wald":
-            p = float(coxph(d, s.time, s.event, ["g"], with_concordance=False).p_wald[0])
+            fit = _cox(d, s.time, s.event, ["g"], with_concordance=False)
+            p = math.nan if fit is None else float(fit.p_wald[0])
         else:
             p = logrank(d, s.time, s.event, "g").p
         rows.append(
@@ -459,7 +475,9 @@ def optimal_cutoff(
             f"{s.cutoff_range[1]:.0%} quantiles, so no cutoff splits the discovery cohort",
             "widen config key crlm.cutoff_range",
         )
-    best = int(np.argmin(scan["p"].to_numpy()))  # first minimum, as R's which.min
+    if scan["p"].isna().all():
+        raise InputError("risk score", f"no split gives a usable Cox fit: {_SINGULAR}", "")
+    best = int(np.nanargmin(scan["p"].to_numpy()))  # first minimum, as R's which.min
     return CutoffResult(float(scan["cutoff"][best]), float(scan["p"][best]), s.cutoff_test, scan)
 
 
@@ -755,7 +773,9 @@ def group_survival(
             row.update(chisq=lr.chisq, df=lr.df, p=lr.p)
             if len(labs) == 2:
                 d = d.assign(_b=(d[group] == labs[1]).astype(float))
-                fit = coxph(d, s.time, s.event, ["_b"], with_concordance=False)
+                fit = _cox(d, s.time, s.event, ["_b"], with_concordance=False)
+                if fit is None:
+                    raise InputError("Cox model", _SINGULAR, "")
                 lo, hi = fit.hr_ci()
                 row.update(hr=fit.hr[0], hr_lower=lo[0], hr_upper=hi[0], p_wald=fit.p_wald[0])
         except InputError as err:
@@ -838,7 +858,13 @@ def multivariate(sc: ScoredCohort, s: CRLMSettings) -> tuple[pd.DataFrame, pd.Da
     d = d[complete]
     constant = [t for t in terms if d[t].nunique() < 2]
     use = [t for t in terms if t not in constant]
-    fit = coxph(d, s.time, s.event, use, id_col="patient_id", with_concordance=False)
+    fit = _cox(d, s.time, s.event, use, id_col="patient_id", with_concordance=False)
+    if fit is None:
+        raise InputError(
+            f"multivariate Cox model of {where}",
+            f"{_SINGULAR} with terms {use}",
+            "remove the clinical factor that separates the events from crlm.clinical_factors",
+        )
     table = fit.summary.assign(n=fit.n, events=fit.n_events, note="")
     notes = pd.DataFrame(
         {"term": constant, "note": "constant in this cohort; left out of the model"}

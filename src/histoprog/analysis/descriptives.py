@@ -57,7 +57,8 @@ def _describe(values: pd.Series, name: str, kind: str) -> list[dict[str, str]]:
             }
         )
     else:
-        counts = v.astype(str).value_counts().sort_index()
+        labels = v.map(lambda x: f"{x:g}" if isinstance(x, float) else str(x))
+        counts = labels.value_counts().sort_index()
         for level, k in counts.items():
             rows.append(
                 {

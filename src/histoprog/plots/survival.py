@@ -7,6 +7,7 @@ global figure registry); save it with :func:`histoprog.io.save_figure`.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -14,9 +15,22 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
-from histoprog.plots.tissue import class_colour
 from histoprog.sof import CLASSES, NON_TUMOUR_CLASSES
-from histoprog.survival import CalibrationResult, KMResult, TimeROCResult, plot_auc_curves
+
+if TYPE_CHECKING:
+    from histoprog.survival import CalibrationResult, KMResult, TimeROCResult
+
+#: class colours, the same as ``histoprog.plots.tissue.CLASS_COLOURS`` (not imported from
+#: there: that module loads torch, too heavy for the per-slide ``sof`` jobs)
+CLASS_COLOURS: dict[str, str] = {
+    "BACK": "#d9d9d9",
+    "DEB": "#8c564b",
+    "HEP": "#ff7f0e",
+    "LYM": "#1f3fbf",
+    "MUC": "#17becf",
+    "STR": "#9467bd",
+    "TUM": "#d62728",
+}
 
 __all__ = [
     "km_axes",
@@ -213,6 +227,8 @@ def time_roc_figure(
     curves: Sequence[TimeROCResult], marks: Sequence[float] = (), title: str = ""
 ) -> Figure:
     """AUC(t) curves of several markers (``survival.plot_auc_curves``), ``marks`` dashed."""
+    from histoprog.survival import plot_auc_curves
+
     fig = Figure(figsize=(6, 4.2))
     ax = fig.subplots()
     if curves:
@@ -254,7 +270,7 @@ def sof_slide_figure(
     """
     fig = Figure(figsize=(11, 5))
     ax_cls, ax_inf = fig.subplots(1, 2)
-    colours = ["#ffffff"] + [class_colour(c, i) for i, c in enumerate(CLASSES)]
+    colours = ["#ffffff"] + [CLASS_COLOURS[c] for c in CLASSES]
     cmap = ListedColormap(colours)
     ax_cls.imshow(grid + 1, cmap=cmap, vmin=-0.5, vmax=len(CLASSES) + 0.5, interpolation="nearest")
     split = np.zeros(grid.shape)  # 0 none, 1 TUM, 2 infiltrating, 3 distal
@@ -278,7 +294,7 @@ def sof_slide_figure(
         ax.set_xticks([])
         ax.set_yticks([])
     ax_cls.legend(
-        handles=[Patch(color=class_colour(c, i), label=c) for i, c in enumerate(CLASSES)],
+        handles=[Patch(color=CLASS_COLOURS[c], label=c) for c in CLASSES],
         loc="upper left",
         bbox_to_anchor=(1.0, 1.0),
         fontsize=7,
