@@ -127,6 +127,8 @@ def predict_tiles(
     read_ok = np.zeros(n, dtype=bool)
     stain_ok = np.zeros(n, dtype=bool)
     cuda = device.type == "cuda"
+    dataset.open()  # fails here, with the slide named, rather than inside a worker
+    dataset.close()  # a forked worker must not share this handle
     loader = DataLoader(
         dataset,
         batch_size=batch_size,
@@ -190,6 +192,12 @@ def run(args: argparse.Namespace) -> None:
         args.model, expected_kind="tissue_classifier", expected_class_names=CLASSES
     )
     normalizer, stain_params = _stain_setup(args, stain_meta, meta)
+    trained_px = meta["normalisation"].get("tile_px") or meta["config"].get("patch_px")
+    if trained_px and trained_px != tiles_meta["read"]["tile_px"]:
+        log.warning(
+            "slide %s: tiles are %d px, the model was trained on %d px patches; check tile.px",
+            args.slide_id, tiles_meta["read"]["tile_px"], trained_px,
+        )  # fmt: skip
     table = pd.read_csv(args.tiles, sep="\t")
     device = select_device(args.device)
     dataset = SlideTiles(

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
@@ -375,6 +376,7 @@ def train_tissue_classifier(
     info = {
         "patches": os.fspath(patches),
         "class_counts": dict(zip(base.class_names, counts.tolist(), strict=True)),
+        "patch_px": _patch_px(base),
         "n_train": len(train_idx),
         "n_val": len(val_idx),
         "backbone": backbone,
@@ -383,6 +385,15 @@ def train_tissue_classifier(
         "normalisation": normalisation_record(stain, normalizer, tile_px),
     }
     return model.cpu().eval(), result, info
+
+
+def _patch_px(dataset: PatchFolder) -> int | None:
+    """The side of the patches fed to the model (first patch's, or ``tile_px``)."""
+    if dataset.tile_px is not None:
+        return dataset.tile_px
+    with Image.open(dataset.samples[0][0]) as image:
+        width, height = image.size
+    return width if width == height else None
 
 
 def save_tissue_checkpoint(
