@@ -118,12 +118,14 @@ class _Banks:
         if mpp not in self._banks:
             t0 = time.perf_counter()
             style = "hcc" if self.spec.kind == "hcc" else "crlm"
+            # HCC tumour sheets are per patient (atypia from its risk): not in the bank.
+            classes = ("DEB", "HEP", "LYM", "MUC", "STR")
             self._banks[mpp] = TextureBank.build(
                 mpp,
                 self.spec.seed,
                 n_variants=self.spec.texture_variants,
                 style=style,
-                atypia=0.5 if style == "hcc" else 0.0,
+                classes=classes if style == "hcc" else (*classes, "TUM"),
             )
             log.info("texture bank at %.2f mpp: %.1f s", mpp, time.perf_counter() - t0)
         return self._banks[mpp]
