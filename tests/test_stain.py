@@ -264,7 +264,7 @@ def test_vahadane_failures():
 
 
 def test_transform_views_and_empty_batch():
-    tile = synth_tiles(RUIFROK, 1, seed=8, size=40)[0][:, :30]  # non-square
+    tile = synth_tiles(RUIFROK, 1, seed=8, size=64)[0][:, :40]  # non-square
     view = np.rot90(tile)
     view.flags.writeable = False
     norm = MacenkoNormalizer()
