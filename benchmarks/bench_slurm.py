@@ -1,0 +1,157 @@
+"""Overhead of running the workflow through Slurm (profiles/slurm) instead of locally.
+
+Makes a cohort of N slides (symlinks to the two small CMU slides under different slide ids),
+runs `tile`, `stain` and `slide_status` for it twice, each time in a fresh working dir:
+locally with `--cores C` (workstation profile) and through the local single-node Slurm
+cluster of `scripts/slurm/cluster.sh` (brought up if needed, taken down afterwards if this
+script started it). Prints both wall times, the overhead ratio and the summed job times.
+
+The cluster has as many CPUs as this machine, so both runs have the same CPUs; the Slurm
+run pays for sbatch, one `snakemake` per job inside the job, and status polling
+(`--slurm-init-seconds-before-status-checks`, default 2 here, 40 in the profile).
+
+Usage (root, Linux): python benchmarks/bench_slurm.py [--slides 16] [--cores 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+CLUSTER = ROOT / "scripts" / "slurm" / "cluster.sh"
+SLIDE_DIR = ROOT.parent / "shared" / "data" / "slides"
+SOURCES = ["cmu-1-small-region_3level.svs", "cmu-1-small-region_3level_generic.tiff"]
+
+
+def make_cohort(work: Path, n: int) -> None:
+    """Cohort sheet, slide table (n slides), clinical table and config in ``work``."""
+    slides = work / "slides"
+    slides.mkdir(parents=True)
+    rows, clinical = [], []
+    for i in range(n):
+        source = SLIDE_DIR / SOURCES[i % len(SOURCES)]
+        if not source.is_file():
+            sys.exit(f"missing {source} (../shared/data/slides)")
+        link = slides / f"S{i + 1:03d}{source.suffix}"
+        link.symlink_to(source)
+        rows.append(f"S{i + 1:03d}\tP{i + 1:03d}\tslides/{link.name}")
+        clinical.append(f"P{i + 1:03d}\t{12 + i}\t{i % 2}")
+    (work / "slides.tsv").write_text("slide_id\tpatient_id\tpath\n" + "\n".join(rows) + "\n")
+    (work / "clinical.tsv").write_text(
+        "patient_id\tos_months\tos_event\n" + "\n".join(clinical) + "\n"
+    )
+    (work / "cohorts.tsv").write_text(
+        "cohort\tpipeline\trole\tslides\tclinical\nbench\tcrlm\tdiscovery\tslides.tsv\tclinical.tsv\n"
+    )
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    config["cohorts"] = "cohorts.tsv"
+    (work / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def run_workflow(work: Path, extra: list[str]) -> tuple[float, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    command = [
+        sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"),
+        "--directory", str(work), "--configfile", str(work / "config.yaml"),
+        *extra, "results/bench/slide_status.tsv",
+    ]  # fmt: skip
+    started = time.perf_counter()
+    run = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    log = run.stdout + run.stderr
+    (work / "snakemake.out").write_text(log)
+    if run.returncode != 0:
+        sys.exit(f"snakemake failed in {work}:\n{log[-4000:]}")
+    return wall, log
+
+
+def summed_job_seconds(work: Path) -> float:
+    """Sum of the rules' own run times (their benchmark: files), i.e. the work itself."""
+    total = 0.0
+    for path in (work / "logs" / "benchmarks").rglob("*.tsv"):
+        with open(path) as handle:
+            total += sum(float(row["s"]) for row in csv.DictReader(handle, delimiter="\t"))
+    return total
+
+
+def slurm_job_seconds(log: str) -> tuple[int, float]:
+    """Number of Slurm jobs of the run and their summed elapsed time (scontrol)."""
+    ids = re.findall(r"submitted with SLURM jobid (\d+)", log)
+    total = 0.0
+    for job_id in ids:
+        out = subprocess.run(
+            ["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True
+        ).stdout
+        run_time = re.search(r"RunTime=(\d+):(\d+):(\d+)", out)
+        if run_time:
+            h, m, s = map(int, run_time.groups())
+            total += 3600 * h + 60 * m + s
+    return len(ids), total
+
+
+def cluster(command: str) -> int:
+    return subprocess.run(["bash", str(CLUSTER), command], stdin=subprocess.DEVNULL).returncode
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--slides", type=int, default=16)
+    parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--init-seconds", type=int, default=2)
+    parser.add_argument("--keep", action="store_true", help="keep the working dirs")
+    args = parser.parse_args()
+    if os.geteuid() != 0 or not sys.platform.startswith("linux"):
+        sys.exit("needs root on Linux (starts a local Slurm cluster)")
+
+    base = Path(tempfile.mkdtemp(prefix="bench_slurm_"))
+    local, slurm = base / "local", base / "slurm"
+    for work in (local, slurm):
+        make_cohort(work, args.slides)
+    print(f"cohort: {args.slides} slides; working dirs under {base}; load {os.getloadavg()}")
+
+    local_s, _ = run_workflow(
+        local, ["--workflow-profile", str(ROOT / "profiles" / "default"), "--cores",
+                str(args.cores)]
+    )  # fmt: skip
+    print(f"local  --cores {args.cores}: {local_s:7.1f} s wall; "
+          f"rules' own time {summed_job_seconds(local):.0f} s")  # fmt: skip
+
+    started_cluster = cluster("status") != 0
+    if started_cluster and cluster("up") != 0:
+        sys.exit("scripts/slurm/cluster.sh up failed")
+    try:
+        cpus = subprocess.run(
+            ["sinfo", "-h", "-o", "%c"], capture_output=True, text=True
+        ).stdout.split()
+        slurm_s, log = run_workflow(
+            slurm,
+            ["--workflow-profile", str(ROOT / "profiles" / "slurm"),
+             "--slurm-init-seconds-before-status-checks", str(args.init_seconds)],
+        )  # fmt: skip
+        n_jobs, job_s = slurm_job_seconds(log)
+    finally:
+        if started_cluster:
+            cluster("down")
+    print(f"slurm  ({cpus[0] if cpus else '?'} CPUs, init {args.init_seconds} s): "
+          f"{slurm_s:7.1f} s wall; {n_jobs} Slurm jobs, {job_s:.0f} s in jobs; "
+          f"rules' own time {summed_job_seconds(slurm):.0f} s")  # fmt: skip
+    print(f"overhead ratio slurm / local: {slurm_s / local_s:.2f}x "
+          f"(+{slurm_s - local_s:.0f} s, {(slurm_s - local_s) / max(n_jobs, 1):.1f} s per job); "
+          f"load now {os.getloadavg()}")  # fmt: skip
+    if not args.keep:
+        subprocess.run(["rm", "-rf", str(base)])
+
+
+if __name__ == "__main__":
+    main()
