@@ -60,9 +60,9 @@ def prepare(slide: Path, work: Path, tile_px: int) -> None:
 
 
 def forward_rate(
-    model: torch.nn.Module, n: int, batch: int, px: int, device: torch.device, repeats: int
+    model: torch.nn.Module, n: int, batch: int, px: int, device: torch.device
 ) -> float:
-    """Tiles/s of the model alone on random standardised input (best of ``repeats``)."""
+    """Tiles/s of the model alone on random standardised input (one timed pass)."""
     cuda = device.type == "cuda"
     model.to(device).eval()
     x = torch.randn(batch, 3, px, px, device=device)
@@ -70,44 +70,38 @@ def forward_rate(
         model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
     autocast = torch.autocast("cuda", dtype=torch.float16, enabled=cuda)
-    best = 0.0
     with torch.inference_mode(), autocast:
         model(x)  # warm-up
-        for _ in range(repeats):
-            if cuda:
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            done = 0
-            while done < n:
-                k = min(batch, n - done)
-                model(x[:k]).float().softmax(1).cpu()
-                done += k
-            if cuda:
-                torch.cuda.synchronize()
-            best = max(best, n / (time.perf_counter() - start))
-    return best
+        if cuda:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        done = 0
+        while done < n:
+            k = min(batch, n - done)
+            model(x[:k]).float().softmax(1).cpu()
+            done += k
+        if cuda:
+            torch.cuda.synchronize()
+    return n / (time.perf_counter() - start)
 
 
 def end_to_end_rate(
     model: torch.nn.Module, work: Path, slide: Path, args: argparse.Namespace, device: torch.device
 ) -> tuple[float, int]:
-    """Tiles/s of classify's loop (read + stain + transfer + model), best of ``repeats``."""
+    """Tiles/s of classify's loop (read + stain + transfer + model), one timed pass."""
     meta = json.loads((work / "tiles.json").read_text())
     stain = json.loads((work / "stain.json").read_text())
     table = pd.read_csv(work / "tiles.tsv", sep="\t")
     xy = np.tile(table[["x", "y"]].to_numpy(), (args.repeat, 1))
-    best = 0.0
-    for _ in range(args.repeats):
-        dataset = SlideTiles(
-            slide, "bench", ReadPlan(**meta["read"]), xy, MacenkoNormalizer(),
-            MacenkoParams.from_dict(stain["params"]),
-        )  # fmt: skip
-        pred = predict_tiles(
-            model, dataset, batch_size=args.batch_size, workers=args.workers, device=device,
-            mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225],
-        )  # fmt: skip
-        best = max(best, len(xy) / pred.seconds)
-    return best, len(xy)
+    dataset = SlideTiles(
+        slide, "bench", ReadPlan(**meta["read"]), xy, MacenkoNormalizer(),
+        MacenkoParams.from_dict(stain["params"]),
+    )  # fmt: skip
+    pred = predict_tiles(
+        model, dataset, batch_size=args.batch_size, workers=args.workers, device=device,
+        mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225],
+    )  # fmt: skip
+    return len(xy) / pred.seconds, len(xy)
 
 
 def command_seconds(work: Path, slide: Path, model: Path, args: argparse.Namespace) -> float:
@@ -137,7 +131,9 @@ def main_bench() -> None:
     parser.add_argument("--workers", type=int, default=1, help="classify's reader processes")
     parser.add_argument("--tile-px", type=int, default=224)
     parser.add_argument("--repeat", type=int, default=4, help="repeat the tile list")
-    parser.add_argument("--repeats", type=int, default=2, help="timed runs (best kept)")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="alternating timed runs of each (best kept)"
+    )
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
     if not args.slide.is_file():
@@ -151,8 +147,11 @@ def main_bench() -> None:
         for backbone in args.backbones:
             torch.manual_seed(0)
             model = build_tissue_classifier(len(CLASSES), backbone=backbone, weights=None)
-            e2e, n = end_to_end_rate(model, work, args.slide, args, device)
-            fwd = forward_rate(model, n, args.batch_size, args.tile_px, device, args.repeats)
+            e2e = fwd = 0.0  # best of alternating runs, so load drifts hit both alike
+            for _ in range(args.repeats):
+                rate, n = end_to_end_rate(model, work, args.slide, args, device)
+                e2e = max(e2e, rate)
+                fwd = max(fwd, forward_rate(model, n, args.batch_size, args.tile_px, device))
             path = work / f"{backbone}.pt"
             save_checkpoint(
                 path, model.cpu(), kind="tissue_classifier",
