@@ -14,7 +14,14 @@ import sys
 from histoprog import __version__
 from histoprog.errors import HistoprogError
 
-COMMANDS: tuple[str, ...] = ("tile", "stain", "status")
+COMMANDS: tuple[str, ...] = (
+    "tile",
+    "stain",
+    "status",
+    "train_tissue",
+    "evaluate_tissue",
+    "classify",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
