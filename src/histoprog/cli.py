@@ -15,6 +15,7 @@ from histoprog import __version__
 from histoprog.errors import HistoprogError
 
 COMMANDS: tuple[str, ...] = (
+    "synth",
     "tile",
     "stain",
     "status",

@@ -46,7 +46,13 @@ wildcard_constraints:
 
 
 def slide_row(wildcards):
-    return SLIDES[wildcards.cohort].loc[wildcards.slide]
+    table = SLIDES.get(wildcards.cohort)
+    if table is None or wildcards.slide not in table.index:
+        raise WorkflowError(
+            f"slide '{wildcards.slide}' is not in the slide table of cohort "
+            f"'{wildcards.cohort}'; check the target path against the slide_id column"
+        )
+    return table.loc[wildcards.slide]
 
 
 def synthesised(cohort):

@@ -1,0 +1,111 @@
+"""Running the real workflow on generated cohorts in a temporary working directory."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from histoprog.synth.cohort import generate_cohort
+from histoprog.synth.slide_writer import write_slide
+from histoprog.synth.spec import parse_spec
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def snakemake_env() -> dict[str, str]:
+    """The test's environment with the venv's bin first on PATH (jobs call `python -m`)."""
+    env = dict(os.environ)
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def snakemake(
+    workdir: Path, *args: str, check: bool = True, timeout: int = 600
+) -> subprocess.CompletedProcess[str]:
+    """Run snakemake on the project's Snakefile in ``workdir`` with its config.yaml."""
+    command = [
+        str(BIN / "snakemake"),
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(workdir / "config.yaml"),
+        *args,
+    ]
+    result = subprocess.run(
+        command, capture_output=True, text=True, env=snakemake_env(), timeout=timeout
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake failed ({result.returncode}):\n{result.stderr[-6000:]}")
+    return result
+
+
+def write_config(workdir: Path, **overrides: object) -> Path:
+    """The default config with the cohort sheet in ``workdir`` and ``overrides`` merged in."""
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    config["cohorts"] = str(workdir / "cohorts.tsv")
+    config.update(overrides)
+    path = workdir / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def write_cohort_sheet(workdir: Path, rows: list[dict[str, str]]) -> Path:
+    """A cohort sheet with the given rows."""
+    columns = ["cohort", "pipeline", "role", "slides", "clinical"]
+    lines = ["\t".join(columns)] + ["\t".join(row.get(c, "") for c in columns) for row in rows]
+    path = workdir / "cohorts.tsv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def mini_cohort(out: Path, name: str, n_patients: int, seed: int, **spec: object) -> Path:
+    """Generate a small CRLM cohort (18 x 18 grids) with `histoprog synth`; its folder."""
+    parsed = parse_spec(
+        {
+            "name": name,
+            "n_patients": n_patients,
+            "seed": seed,
+            "id_prefix": f"{name}-",
+            "grid": {"rows": [18, 18], "cols": [18, 18]},
+            "texture_variants": 2,
+            **spec,
+        }
+    )
+    generate_cohort(parsed, out)
+    return out
+
+
+class BlankSource:
+    """A pyramidal all-glass slide: bright, unsaturated pixels only."""
+
+    n_levels = 3
+
+    def __init__(self, size: int = 2048) -> None:
+        self.size = size
+
+    def level_size(self, level: int) -> tuple[int, int]:
+        side = self.size // self.level_downsample(level)
+        return side, side
+
+    def level_downsample(self, level: int) -> int:
+        return 2**level
+
+    def iter_tiles(self, level: int, tile: int) -> Iterator[np.ndarray]:
+        width, height = self.level_size(level)
+        n = -(-width // tile) * -(-height // tile)
+        for _ in range(n):
+            yield np.full((tile, tile, 3), 242, dtype=np.uint8)
+
+
+def write_blank_slide(path: Path) -> Path:
+    """A generic TIFF with resolution but no tissue."""
+    return write_slide(path, BlankSource(), fmt="tiff", mpp=0.5, magnification=None)
