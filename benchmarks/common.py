@@ -25,10 +25,8 @@ def large_slide(size: int = 40_000) -> Path:
                 "large-slide",
                 "--out",
                 str(path),
-                "--size",
+                "--size-px",
                 str(size),
-                "--seed",
-                "0",
             ],
             check=True,
         )

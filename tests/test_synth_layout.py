@@ -66,3 +66,15 @@ def test_too_small_grid_is_an_input_error():
     rng = rng_for(0, "layout", 0)
     with pytest.raises(InputError, match="too small"):
         make_grid(sample_latent(rng), 10, 30, rng)
+
+
+def test_smallest_allowed_grid_always_generates():
+    from histoprog.synth.cohort import make_patient
+    from histoprog.synth.spec import parse_spec
+
+    for seed in range(6):
+        spec = parse_spec(
+            {"name": "x", "n_patients": 8, "seed": seed, "grid": {"rows": 16, "cols": 16}}
+        )
+        for index in range(spec.n_patients):
+            assert make_patient(spec, index).grid.shape == (16, 16)

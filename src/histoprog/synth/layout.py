@@ -181,6 +181,8 @@ def _nodules(
         cand = np.flatnonzero(ok.ravel())
         if cand.size == 0:
             cand = np.flatnonzero((tissue & ~tumour).ravel())
+        if cand.size == 0:  # small grids: earlier nodules already fill the tissue
+            break
         pick = int(cand[rng.integers(cand.size)])
         cy, cx = divmod(pick, cols)
         cy, cx = float(cy), float(cx)
