@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from skimage.color import rgb2hsv
 
 from histoprog.slides import ReadPlan, SlideInfo
 
@@ -35,11 +34,15 @@ class BlankParams:
 
 
 def blank_mask(rgb: np.ndarray, transparent: np.ndarray, params: BlankParams) -> np.ndarray:
-    """True where a pixel is blank: bright and unsaturated, transparent, or (near) black."""
-    hsv = rgb2hsv(rgb)
-    saturation, value = hsv[..., 1], hsv[..., 2]
-    bright_grey = (saturation < params.saturation_max) & (value > params.value_min)
-    black = value <= params.black_value_max
+    """True where a pixel is blank: bright and unsaturated, transparent, or (near) black.
+
+    HSV value = max(R, G, B) / 255 and saturation = (max - min) / max, computed in integer
+    arithmetic (a full HSV conversion is several times slower on large views).
+    """
+    high = rgb.max(axis=-1).astype(np.int32)
+    spread = high - rgb.min(axis=-1)
+    bright_grey = (spread < params.saturation_max * high) & (high > params.value_min * 255)
+    black = high <= params.black_value_max * 255
     return bright_grey | black | transparent
 
 
@@ -119,14 +122,24 @@ def tile_table(grid: TileGrid, fractions: np.ndarray, params: BlankParams) -> pd
 
 
 def mask_thumbnail(
-    rgb: np.ndarray, tissue: np.ndarray, grid: TileGrid, scale: float, table: pd.DataFrame
+    rgb: np.ndarray,
+    tissue: np.ndarray,
+    grid: TileGrid,
+    scale: float,
+    table: pd.DataFrame,
+    max_px: int = 1024,
 ) -> Any:
-    """QC figure: the low-resolution view, blank pixels tinted, kept tiles outlined."""
+    """QC figure: the low-resolution view, blank pixels tinted, kept tiles tinted.
+
+    The view is subsampled to at most ``max_px`` on its long side for drawing.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    step = max(1, -(-max(tissue.shape) // max_px))
+    rgb, tissue, scale = rgb[::step, ::step], tissue[::step, ::step], scale * step
     height, width = tissue.shape
     fig_w = 8.0
     fig, axes = plt.subplots(1, 2, figsize=(fig_w, fig_w / 2 * height / max(width, 1) + 0.8))
