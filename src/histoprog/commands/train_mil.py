@@ -1,0 +1,167 @@
+"""``histoprog train_mil``: train the MIL MobileNetV2 on labelled training bags (METHODS 6.3-6.6).
+
+Labels come from the clinical table (:func:`histoprog.hcc.labels.mil_labels`): good = no
+recurrence with follow-up >= ``--good-months``, poor = recurrence before
+``--poor-months``; the other patients, and slides whose nuclei stage failed, are left out.
+Writes the checkpoint (kind ``mil``), the history, the learning curves and a label table
+(cohort, slide_id, patient_id, time, event, label, use).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from histoprog.analysis.features import read_clinical
+from histoprog.commands.nuclei import bag_size_arg
+from histoprog.data import IMAGENET_MEAN, IMAGENET_STD
+from histoprog.errors import InputError
+from histoprog.hcc.bags import HEAT_MEAN, HEAT_STD
+from histoprog.hcc.labels import check_classes, label_counts, mil_labels
+from histoprog.hcc.mil import MilConfig, TrainingSlide, train_mil
+from histoprog.io import read_json, save_figure, write_tsv
+from histoprog.models import architecture_of, save_checkpoint
+from histoprog.plots.hcc import mil_curves
+from histoprog.sheets import read_table, require_columns
+from histoprog.train import select_device
+
+log = logging.getLogger("histoprog.train_mil")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``train_mil`` subcommand."""
+    d = MilConfig()
+    parser = subparsers.add_parser("train_mil", help="train the MIL slide-score model")
+    parser.add_argument(
+        "--cohort",
+        nargs=4,
+        action="append",
+        required=True,
+        metavar=("NAME", "SLIDES", "SLIDE_DIR", "CLINICAL"),
+        help="a training cohort: name, slide table, folder of per-slide outputs "
+        "(<dir>/<slide>/nuclei.npz), clinical table; repeat per cohort",
+    )
+    parser.add_argument("--time", default="rfs_months")
+    parser.add_argument("--event", default="recurrence")
+    parser.add_argument("--good-months", type=float, default=48.0)
+    parser.add_argument("--poor-months", type=float, default=19.2)
+    parser.add_argument("--epochs", type=int, default=d.epochs)
+    parser.add_argument("--lr", type=float, default=d.lr)
+    parser.add_argument("--lr-step", type=int, default=d.lr_step, help="epochs per lr halving")
+    parser.add_argument("--l2", type=float, default=d.l2)
+    parser.add_argument("--t", type=float, default=d.t, help="score threshold")
+    parser.add_argument("--p", type=int, default=d.p, help="generalised-mean power")
+    parser.add_argument("--bag-size", type=bag_size_arg, default=d.bag_size)
+    parser.add_argument("--val-fraction", type=float, default=d.val_fraction)
+    parser.add_argument("--weights", default=d.weights, help="imagenet | none | a file")
+    parser.add_argument("--no-augment", action="store_true")
+    parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--out-model", required=True)
+    parser.add_argument("--out-history", required=True)
+    parser.add_argument("--out-curve", required=True)
+    parser.add_argument("--out-labels", required=True)
+    parser.set_defaults(func=run)
+
+
+def training_slides(
+    cohorts: list[list[str]], time: str, event: str, good: float, poor: float
+) -> tuple[list[TrainingSlide], pd.DataFrame]:
+    """Labelled slides with a usable bag, and the full label table (one row per slide)."""
+    tables = []
+    for name, slides_path, slide_dir, clinical_path in cohorts:
+        slides = read_table(slides_path, "slide table")
+        require_columns(
+            slides, ["slide_id", "patient_id"], f"slide table '{slides_path}'", "add the column"
+        )
+        clinical = read_clinical(clinical_path, name, time, event)
+        labels = mil_labels(clinical, time, event, good, poor)
+        merged = slides[["slide_id", "patient_id"]].merge(labels, on="patient_id", how="left")
+        merged["label"] = merged["label"].fillna("no_clinical_row")
+        merged.insert(0, "cohort", name)
+        merged["bag"] = [str(Path(slide_dir) / s / "nuclei.npz") for s in merged["slide_id"]]
+        merged["use"] = merged["label"]
+        for i, s in merged.iterrows():
+            meta = Path(slide_dir) / s["slide_id"] / "nuclei.json"
+            if s["label"] in ("good", "poor") and read_json(meta).get("status") != "ok":
+                merged.loc[i, "use"] = "failed_slide"
+        tables.append(merged)
+    table = pd.concat(tables, ignore_index=True)
+    usable = table[table["use"].isin(["good", "poor"])]
+    slides_out = [
+        TrainingSlide(r.slide_id, f"{r.cohort}/{r.patient_id}", float(r.y), r.bag)
+        for r in usable.itertuples()
+    ]
+    return slides_out, table
+
+
+def run(args: argparse.Namespace) -> None:
+    """Label, train, write the model, history, curves and label table."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    slides, table = training_slides(
+        args.cohort, args.time, args.event, args.good_months, args.poor_months
+    )
+    usable = table[table["use"].isin(["good", "poor"])]
+    counts = label_counts(usable)
+    counts["left_out"] = int((table["use"] == "left_out").sum())
+    counts["failed_slide"] = int((table["use"] == "failed_slide").sum())
+    counts["no_clinical_row"] = int((table["use"] == "no_clinical_row").sum())
+    log.info("MIL training labels (slides): %s", counts)
+    names = ", ".join(c[0] for c in args.cohort)
+    check_classes(counts, f"training cohort(s) {names}", args.good_months, args.poor_months)
+    cfg = MilConfig(
+        epochs=args.epochs,
+        lr=args.lr,
+        lr_step=args.lr_step,
+        l2=args.l2,
+        t=args.t,
+        p=args.p,
+        bag_size=args.bag_size,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        weights=None if str(args.weights).lower() == "none" else args.weights,
+        augment=not args.no_augment,
+    )
+    try:
+        result = train_mil(slides, cfg, select_device(args.device))
+    except InputError as err:
+        raise InputError(f"{err.what} (training cohort(s) {names})", err.problem, err.fix) from None
+    split = {s: "train" for s in result.train_slides} | {s: "validation" for s in result.val_slides}
+    table["split"] = [split.get(s, "") for s in table["slide_id"]]
+    save_checkpoint(
+        args.out_model,
+        result.model,
+        kind="mil",
+        architecture=architecture_of(result.model, "mil"),
+        class_names=None,
+        normalisation={
+            "mean": [*IMAGENET_MEAN, HEAT_MEAN],
+            "std": [*IMAGENET_STD, HEAT_STD],
+            "channels": ["R", "G", "B", "nuclei heat map"],
+            "stain": "vahadane",
+        },
+        config={**cfg.to_dict(), "good_months": args.good_months, "poor_months": args.poor_months},
+        metrics={
+            "best_epoch": result.best_epoch,
+            "val_bce": result.best_val_bce,
+            "label_counts": counts,
+            "n_train_slides": len(result.train_slides),
+            "n_val_slides": len(result.val_slides),
+            "init_source": getattr(result.model, "init_source", None),
+        },
+    )
+    write_tsv(args.out_history, result.history)
+    write_tsv(args.out_labels, table.drop(columns=["bag"]))
+    title = (
+        f"MIL MobileNetV2: {counts['good']} good / {counts['poor']} poor slides "
+        f"({counts['left_out']} left out); kept epoch {result.best_epoch}"
+    )
+    save_figure(args.out_curve, mil_curves(result.history, title), dpi=100)
+    log.info("MIL: best validation cross-entropy %.4f at epoch %d", result.best_val_bce,
+             result.best_epoch)  # fmt: skip

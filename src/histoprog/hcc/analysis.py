@@ -1,0 +1,219 @@
+"""Recurrence-free survival analysis of the MIL score (METHODS 6.7).
+
+Per cohort: Kaplan-Meier by MIL group with log-rank p and HR; univariate Cox of the MIL
+score, the MIL group and each clinical factor; a multivariate Cox model of the MIL group
+and the clinical factors; time-dependent AUC (``survival.time_roc``) of the MIL score and
+of each factor at every ``auc_years`` year; KM of the MIL groups within the strata of each
+clinical factor. Steps reuse the CRLM analysis' helpers (same table shapes and column
+names: ``hr``, ``hr_lower``, ``hr_upper``, ``p_wald``, ``p_lrt``, ``auc``, ``se``, ``p``).
+
+Clinical factors are given as ``{column: rule}``: ``null`` uses the column as it is (numbers,
+or a two-level text column coded 0/1), a number ``c`` gives ``column>c`` (1 when the value
+is above c), a list of values gives ``column in [...]`` (1 when the value is one of them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from histoprog.analysis.crlm import (
+    CRLMSettings,
+    GroupSurvival,
+    encode_factors,
+    group_survival,
+    univariate,
+)
+from histoprog.analysis.features import exclusions
+from histoprog.errors import InputError
+from histoprog.models.mil import THRESHOLD
+from histoprog.survival import TimeROCResult, coxph, time_roc
+
+GROUPS = ("low", "high")
+
+DEFAULT_FACTORS: dict[str, Any] = {
+    "vascular_invasion": None,
+    "tumour_size_cm": 5,
+    "n_tumours": 1,
+    "afp": 400,
+    "differentiation_grade": 2,
+}
+
+
+@dataclass(frozen=True)
+class HCCSettings:
+    """Settings of the HCC analysis (config ``hcc.analysis``; outcome from ``clinical.hcc``)."""
+
+    time: str = "rfs_months"
+    event: str = "recurrence"
+    t: float = THRESHOLD
+    clinical_factors: Mapping[str, Any] = field(default_factory=lambda: dict(DEFAULT_FACTORS))
+    auc_years: tuple[float, ...] = (1, 2, 3, 4, 5, 6)
+    survival_at: float = 60.0
+    risk_step: float = 12.0
+
+    def crlm(self) -> CRLMSettings:
+        """The CRLM settings object its shared helpers read (time, event, survival_at)."""
+        return CRLMSettings(time=self.time, event=self.event, survival_at=self.survival_at)
+
+
+def derive_factors(
+    clinical: pd.DataFrame, factors: Mapping[str, Any], where: str
+) -> tuple[pd.DataFrame, list[str]]:
+    """Design columns of the clinical factors (rules in the module docstring).
+
+    Raises:
+        InputError: a missing column, a non-numeric column with a threshold, or a text
+            column with more than two values and no level list.
+    """
+    out: dict[str, pd.Series] = {}
+    for column, rule in factors.items():
+        if column not in clinical.columns:
+            raise InputError(
+                f"clinical factor '{column}' ({where})",
+                f"is not a column of the clinical table (columns: {list(clinical.columns)})",
+                "correct or remove it in config key hcc.analysis.clinical_factors",
+            )
+        values = clinical[column]
+        if rule is None:
+            try:
+                table, _ = encode_factors(clinical, [column], where)
+            except InputError as err:
+                raise InputError(
+                    err.what,
+                    err.problem,
+                    "give a threshold or a list of levels for it in hcc.analysis.clinical_factors",
+                ) from None
+            out.update({c: table[c] for c in table.columns})
+        elif isinstance(rule, list | tuple):
+            name = f"{column} in [{','.join(map(str, rule))}]"
+            hit = values.astype(str).isin([str(v) for v in rule]).astype(float)
+            out[name] = hit.where(values.notna())
+        else:
+            num = pd.to_numeric(values, errors="coerce")
+            if (num.isna() & values.notna()).any():
+                raise InputError(
+                    f"clinical factor '{column}' ({where})",
+                    f"has non-numeric values, so the threshold {rule} cannot be applied",
+                    "give a list of levels instead of a threshold",
+                )
+            out[f"{column}>{rule:g}"] = (num > float(rule)).astype(float).where(num.notna())
+    table = pd.DataFrame(out, index=clinical.index)
+    return table, list(table.columns)
+
+
+def patient_scores(mil: pd.DataFrame, t: float) -> pd.DataFrame:
+    """One row per patient: mean MIL score of its ``ok`` slides, ``mil_high`` (score >= t)."""
+    ok = mil[mil["status"] == "ok"]
+    scores = ok.groupby("patient_id", sort=False)["score"].mean().rename("mil_score").reset_index()
+    scores["mil_high"] = (scores["mil_score"] >= t).astype(float)
+    scores["mil_group"] = np.where(scores["mil_high"] == 1, "high", "low")
+    return scores
+
+
+@dataclass
+class HCCCohortResult:
+    """Everything the analysis of one cohort gives (tables have a ``cohort`` column)."""
+
+    name: str
+    data: pd.DataFrame
+    factors: list[str]
+    km: GroupSurvival
+    univariate: pd.DataFrame
+    multivariate: pd.DataFrame
+    time_roc: pd.DataFrame
+    roc_curves: list[TimeROCResult]
+    strata: list[GroupSurvival]
+    exclusions: pd.DataFrame
+
+
+def _multivariate(data: pd.DataFrame, terms: Sequence[str], s: HCCSettings) -> pd.DataFrame:
+    """Cox model of ``terms`` on complete rows; constant terms are noted and left out."""
+    d = data.dropna(subset=list(terms))
+    constant = [t for t in terms if d[t].nunique() < 2]
+    use = [t for t in terms if t not in constant]
+    notes = pd.DataFrame({"term": constant, "note": "constant in this cohort; left out"})
+    try:
+        fit = coxph(d, s.time, s.event, use, with_concordance=False) if use else None
+    except (np.linalg.LinAlgError, InputError) as err:
+        note = getattr(err, "problem", "singular fit (a group without events?)")
+        return pd.concat([notes, pd.DataFrame({"term": use, "note": note})], ignore_index=True)
+    if fit is None:
+        return notes
+    table = fit.summary.assign(n=fit.n, events=fit.n_events, note="")
+    return pd.concat([table, notes], ignore_index=True)
+
+
+def _roc(data: pd.DataFrame, markers: Sequence[str], s: HCCSettings) -> tuple[pd.DataFrame, list]:
+    """Time-dependent AUC of every marker at the ``auc_years`` within follow-up."""
+    t = data[s.time].to_numpy(float)
+    e = data[s.event].to_numpy(float)
+    times = [12.0 * y for y in s.auc_years if 12.0 * y < t.max()]
+    if not times or e.sum() == 0:
+        return pd.DataFrame(columns=["marker", "time", "auc", "se", "note"]), []
+    curves, rows = [], []
+    for m in markers:
+        d = data.dropna(subset=[m])
+        r = time_roc(d[s.time], d[s.event], d[m], times, name=m)
+        curves.append(r)
+        rows.append(r.summary.assign(years=np.asarray(r.times) / 12.0, n=len(d), note=""))
+    return pd.concat(rows, ignore_index=True), curves
+
+
+def analyse_cohort(
+    name: str, mil: pd.DataFrame, clinical: pd.DataFrame, s: HCCSettings
+) -> HCCCohortResult:
+    """The whole per-cohort analysis (see module docstring).
+
+    Raises:
+        InputError: no patient with both a MIL score and a clinical row, or bad factors.
+    """
+    where = f"cohort '{name}'"
+    scores = patient_scores(mil, s.t)
+    clinical = clinical.assign(patient_id=clinical["patient_id"].astype(str))
+    data = clinical.merge(scores, on="patient_id", how="inner")
+    missing = sorted(set(clinical["patient_id"]) - set(scores["patient_id"]))
+    excl = exclusions(name, missing, "input", "no MIL score (no slide, or every slide failed)")
+    if data.empty:
+        raise InputError(
+            f"MIL table of {where}",
+            "shares no patient_id with the clinical table (or every slide failed)",
+            "check the slide table's patient_id column against the clinical table",
+        )
+    design, factors = derive_factors(data, s.clinical_factors, where)
+    data = pd.concat([data, design], axis=1)
+    cs = s.crlm()
+    km = group_survival(data, "mil_group", list(GROUPS), cs, cohort=name, analysis="mil")
+    uni = univariate(data, ["mil_score", "mil_high"], cs, "mil")
+    uni = pd.concat([uni, univariate(data, factors, cs, "clinical")], ignore_index=True)
+    uni.insert(0, "cohort", name)
+    multi = _multivariate(data, ["mil_high", *factors], s)
+    multi.insert(0, "cohort", name)
+    roc, curves = _roc(data, ["mil_score", *factors], s)
+    roc.insert(0, "cohort", name)
+    strata = []
+    for f in factors:
+        for level in sorted(data[f].dropna().unique()):
+            sub = data[data[f] == level]
+            label = f"{f} = {level:g}"
+            strata.append(
+                group_survival(
+                    sub, "mil_group", list(GROUPS), cs, cohort=name, analysis="mil", subset=label
+                )
+            )
+    return HCCCohortResult(name, data, factors, km, uni, multi, roc, curves, strata, excl)
+
+
+def gallery_tiles(tiles: pd.DataFrame, n: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The ``n`` highest- and ``n`` lowest-logit tiles (rows of a table with ``logit``).
+
+    Ties are broken by slide and tile order, so the choice is deterministic.
+    """
+    ordered = tiles.sort_values(["logit", "slide_id", "index"], kind="stable")
+    top = ordered.iloc[::-1].head(n)
+    bottom = ordered.head(min(n, max(len(ordered) - len(top), 0)))
+    return top, bottom

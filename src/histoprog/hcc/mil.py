@@ -1,0 +1,296 @@
+"""MIL training and slide scoring (METHODS 6.3-6.5; the HCC paper's Eq. 2-4).
+
+Training: one slide (bag) per step. A step draws up to ``bag_size`` tiles of the slide's
+stored bag (seeded per epoch and slide), applies one random flip/90-degree rotation to the
+whole bag, computes the tile logits, the slide score ``S = sigmoid(T)`` with the signed
+generalised mean ``T`` (p = 3) and the Eq. 4 loss (cross-entropy of the Eq. 3 probability
+of the good outcome plus ``l2`` times the sum of squared weights). Adam, lr halved every
+``lr_step`` epochs. Patients are split (seeded, stratified by label) into training and
+validation; after each epoch the validation bags (a fixed seeded draw of ``bag_size``
+tiles, model in eval mode) give the validation cross-entropy, and the weights of the epoch
+with the lowest one are kept.
+
+Scoring: :func:`score_bag` runs every tile of a bag in eval mode.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from histoprog.errors import InputError
+from histoprog.hcc.bags import Bag, bag_input
+from histoprog.models import MilLoss, build_mil_mobilenet, signed_generalised_mean, slide_score
+from histoprog.models.mil import THRESHOLD
+
+log = logging.getLogger(__name__)
+
+HISTORY_COLUMNS = (
+    "epoch",
+    "train_loss",
+    "train_bce",
+    "val_loss",
+    "val_bce",
+    "val_accuracy",
+    "lr",
+    "seconds",
+    "best",
+)
+
+
+@dataclass(frozen=True)
+class MilConfig:
+    """MIL training settings (config ``hcc.mil``).
+
+    Attributes:
+        epochs: training epochs (each = one step per training slide).
+        lr: initial learning rate (Adam).
+        lr_step: epochs between halvings of the learning rate.
+        l2: L2 factor of Eq. 4.
+        t: score threshold (high risk when S >= t).
+        p: generalised-mean power.
+        bag_size: tiles per training step and per validation bag; ``None`` = all stored.
+        val_fraction: share of each class's patients held out for validation.
+        seed: split, initialisation, tile draws, augmentation, dropout.
+        weights: MobileNetV2 initial weights (``imagenet`` from the cache, a file, none).
+        augment: random flip/rotation of each training bag.
+    """
+
+    epochs: int = 40
+    lr: float = 1e-4
+    lr_step: int = 10
+    l2: float = 0.02
+    t: float = THRESHOLD
+    p: int = 3
+    bag_size: int | None = 128
+    val_fraction: float = 0.2
+    seed: int = 0
+    weights: str | None = "imagenet"
+    augment: bool = True
+
+    def __post_init__(self) -> None:
+        problems = [
+            f"{name}={getattr(self, name)} must be {rule}"
+            for name, rule, ok in (
+                ("epochs", ">= 1", self.epochs >= 1),
+                ("lr", "> 0", self.lr > 0),
+                ("lr_step", ">= 1", self.lr_step >= 1),
+                ("l2", ">= 0", self.l2 >= 0),
+                ("t", "in (0, 1)", 0 < self.t < 1),
+                ("bag_size", ">= 1 or all", self.bag_size is None or self.bag_size >= 1),
+                ("val_fraction", "in (0, 1)", 0 < self.val_fraction < 1),
+            )
+            if not ok
+        ]
+        if problems:
+            raise InputError("MIL settings", "; ".join(problems), "fix the hcc.mil keys")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (stored in the checkpoint)."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TrainingSlide:
+    """A labelled training slide: its bag file and label (y = 1 good, 0 poor)."""
+
+    slide_id: str
+    patient_id: str
+    y: float
+    bag: str
+
+
+def split_patients(
+    slides: Sequence[TrainingSlide], val_fraction: float, seed: int
+) -> tuple[list[TrainingSlide], list[TrainingSlide]]:
+    """Seeded split by patient, stratified by label.
+
+    Each class with two or more patients gives ``round(val_fraction * n)`` of them (at least
+    one) to validation.
+    """
+    patients = sorted({(s.patient_id, s.y) for s in slides})
+    rng = np.random.default_rng(seed)
+    val_ids: set[str] = set()
+    for label in (0.0, 1.0):
+        ids = [pid for pid, y in patients if y == label]
+        if len(ids) < 2:
+            continue
+        n_val = min(len(ids) - 1, max(1, round(val_fraction * len(ids))))
+        val_ids.update(rng.permutation(ids)[:n_val].tolist())
+    train = [s for s in slides if s.patient_id not in val_ids]
+    val = [s for s in slides if s.patient_id in val_ids]
+    return train, val
+
+
+def _draw(n: int, size: int | None, rng: np.random.Generator) -> np.ndarray:
+    if size is None or size >= n:
+        return np.arange(n)
+    return np.sort(rng.choice(n, size=size, replace=False))
+
+
+def _augment(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """One random element of the dihedral group for the whole bag (N x C x H x W)."""
+    if rng.random() < 0.5:
+        x = x.flip(-1)
+    k = int(rng.integers(4))
+    return torch.rot90(x, k, dims=(-2, -1)) if k else x
+
+
+@dataclass
+class MilResult:
+    """A MIL training run: the kept model, history, best epoch and the split."""
+
+    model: nn.Module
+    history: pd.DataFrame
+    best_epoch: int
+    best_val_bce: float
+    train_slides: list[str]
+    val_slides: list[str]
+
+
+def _validate(
+    model: nn.Module,
+    bags: list[tuple[torch.Tensor, float]],
+    loss_fn: MilLoss,
+    p: int,
+) -> tuple[float, float, float]:
+    """(validation Eq. 4 loss, cross-entropy, accuracy) of fixed validation bags."""
+    model.eval()
+    scores, ys = [], []
+    with torch.inference_mode():
+        for x, y in bags:
+            s, _ = slide_score(model, x, p, chunk_size=64)
+            scores.append(s)
+            ys.append(y)
+        s = torch.stack(scores)
+        y = torch.tensor(ys, dtype=s.dtype)
+        bce, reg = loss_fn.parts(s, y, model)
+    correct = ((s < loss_fn.t).float() == y).float().mean()
+    return float(bce + reg), float(bce), float(correct)
+
+
+def train_mil(
+    slides: Sequence[TrainingSlide], cfg: MilConfig, device: torch.device | str = "cpu"
+) -> MilResult:
+    """Train the MIL MobileNetV2 on labelled bags (see module docstring).
+
+    Raises:
+        InputError: a class without slides, a bag file that is not one or is empty.
+    """
+    device = torch.device(device)
+    train, val = split_patients(slides, cfg.val_fraction, cfg.seed)
+    if not val:
+        raise InputError(
+            "MIL training slides",
+            "are too few for a validation split (each class needs 2 or more patients)",
+            "add labelled training slides",
+        )
+    torch.manual_seed(cfg.seed)
+    model = build_mil_mobilenet(None if cfg.weights in (None, "none") else cfg.weights).to(device)
+    loss_fn = MilLoss(t=cfg.t, l2=cfg.l2)
+    optimiser = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimiser, step_size=cfg.lr_step, gamma=0.5)
+    val_rng = np.random.default_rng((cfg.seed, 1))
+    val_bags = []
+    for s in val:
+        bag = Bag.load(s.bag)
+        idx = _draw(len(bag), cfg.bag_size, val_rng)
+        val_bags.append((bag_input(bag.tiles[idx], bag.heat[idx], device), s.y))
+    rows: list[dict[str, Any]] = []
+    best_state: dict[str, torch.Tensor] | None = None
+    best_bce, best_epoch = math.inf, 0
+    for epoch in range(1, cfg.epochs + 1):
+        started = time.perf_counter()
+        rng = np.random.default_rng((cfg.seed, 0, epoch))
+        lr = optimiser.param_groups[0]["lr"]
+        model.train()
+        totals, bces = [], []
+        for i in rng.permutation(len(train)):
+            s = train[i]
+            bag = Bag.load(s.bag)
+            idx = _draw(len(bag), cfg.bag_size, rng)
+            x = bag_input(bag.tiles[idx], bag.heat[idx], device)
+            if cfg.augment:
+                x = _augment(x, rng)
+            optimiser.zero_grad(set_to_none=True)
+            score, _ = slide_score(model, x, cfg.p)
+            bce, reg = loss_fn.parts(score, torch.tensor(s.y), model)
+            (bce + reg).backward()
+            optimiser.step()
+            totals.append((bce + reg).item())
+            bces.append(bce.item())
+        scheduler.step()
+        val_loss, val_bce, val_acc = _validate(model, val_bags, loss_fn, cfg.p)
+        if val_bce < best_bce:
+            best_bce, best_epoch = val_bce, epoch
+            best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
+        rows.append(
+            {
+                "epoch": epoch,
+                "train_loss": float(np.mean(totals)),
+                "train_bce": float(np.mean(bces)),
+                "val_loss": val_loss,
+                "val_bce": val_bce,
+                "val_accuracy": val_acc,
+                "lr": lr,
+                "seconds": round(time.perf_counter() - started, 3),
+                "best": 0,
+            }
+        )
+        log.info(
+            "MIL epoch %d/%d: train loss %.4f (BCE %.4f), validation loss %.4f (BCE %.4f), "
+            "accuracy %.2f", epoch, cfg.epochs, rows[-1]["train_loss"], rows[-1]["train_bce"],
+            val_loss, val_bce, val_acc,
+        )  # fmt: skip
+    history = pd.DataFrame(rows, columns=list(HISTORY_COLUMNS))
+    history.loc[history["epoch"] == best_epoch, "best"] = 1
+    model.load_state_dict(best_state)
+    model.cpu().eval()
+    return MilResult(
+        model, history, best_epoch, best_bce, [s.slide_id for s in train], [s.slide_id for s in val]
+    )
+
+
+@dataclass(frozen=True)
+class BagScore:
+    """A slide's score ``S``, its pre-sigmoid mean ``T`` and the tile logits."""
+
+    score: float
+    mean_logit: float
+    logits: np.ndarray
+
+
+def score_bag(
+    model: nn.Module,
+    bag: Bag,
+    *,
+    p: int = 3,
+    batch_size: int = 64,
+    device: torch.device | str = "cpu",
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+) -> BagScore:
+    """Score every tile of a bag with the model in eval mode (batches of ``batch_size``)."""
+    device = torch.device(device)
+    model.to(device).eval()
+    norm = {k: v for k, v in (("mean", mean), ("std", std)) if v is not None}
+    logits = []
+    with torch.inference_mode():
+        for i in range(0, len(bag), batch_size):
+            x = bag_input(
+                bag.tiles[i : i + batch_size], bag.heat[i : i + batch_size], device, **norm
+            )
+            logits.append(model(x).reshape(-1).float().cpu())
+        z = torch.cat(logits)
+        t = signed_generalised_mean(z.double(), p)
+    return BagScore(float(torch.sigmoid(t)), float(t), z.numpy())
