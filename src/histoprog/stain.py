@@ -578,9 +578,10 @@ def _nnls2(od: np.ndarray, w: np.ndarray) -> np.ndarray:
     Returns:
         n x 2 non-negative concentrations.
     """
+    w = w.astype(od.dtype, copy=False)
     g = w @ w.T  # (2, 2)
     b = od @ w.T  # (n, 2)
-    c = b @ np.linalg.inv(g)  # unconstrained, g symmetric
+    c = b @ np.linalg.inv(g).astype(od.dtype)  # unconstrained, g symmetric
     bad = np.any(c < 0, axis=1)
     if bad.any():
         bb = b[bad]
@@ -764,11 +765,16 @@ class VahadaneNormalizer:
                 f"were fitted with Io={params.Io}, this normaliser uses Io={self.Io}",
                 "create the normaliser with the same Io as the fit",
             )
-        flat = pixels.reshape(-1, 3)
-        conc = _nnls2(self._od(flat), params.matrix)
-        conc *= np.asarray(self.target.max_conc) / np.asarray(params.max_conc)
-        out = self.Io * np.exp(-(conc @ self.target.matrix))
-        return np.clip(np.rint(out), 0, 255).astype(np.uint8).reshape(pixels.shape)
+        # float32 throughout; OD of the 256 possible values from a lookup table
+        od_lut = self._od(np.arange(256)).astype(np.float32)
+        conc = _nnls2(od_lut[pixels.reshape(-1, 3)], params.matrix)
+        conc *= (np.asarray(self.target.max_conc) / np.asarray(params.max_conc)).astype(np.float32)
+        out = conc @ (-self.target.matrix).astype(np.float32)
+        np.exp(out, out=out)
+        out *= np.float32(self.Io)
+        np.rint(out, out=out)
+        np.clip(out, 0, 255, out=out)
+        return out.astype(np.uint8).reshape(pixels.shape)
 
     def transform(self, tile: np.ndarray, params: VahadaneParams) -> np.ndarray:
         """Normalise one tile (H x W x 3 uint8) with a slide's parameters."""
