@@ -27,6 +27,9 @@ include: "workflow/rules/synth.smk"
 include: "workflow/rules/tile.smk"
 include: "workflow/rules/stain.smk"
 include: "workflow/rules/status.smk"
+include: "workflow/rules/tissue.smk"
+include: "workflow/rules/sof.smk"
+include: "workflow/rules/crlm.smk"
 
 
 rule all:

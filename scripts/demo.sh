@@ -4,5 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 source .venv/bin/activate
-snakemake --cores "${CORES:-2}" "$@"
+snakemake --cores "${CORES:-2}" --configfile config/config.yaml config/demo.yaml "$@"
 echo "demo: done; see results/README.md for what each output is"

@@ -95,4 +95,11 @@ def cohort_slide_outputs(cohort, name):
 
 
 def all_targets():
-    return [f"results/{cohort}/slide_status.tsv" for cohort in SLIDES]
+    """Every cohort's slide status table, the tissue models and the CRLM analysis."""
+    crlm = [c for c in COHORTS.index if COHORTS.loc[c, "pipeline"] == "crlm"]
+    return (
+        [f"results/{cohort}/slide_status.tsv" for cohort in SLIDES]
+        + TISSUE_TARGETS
+        + [f"results/{cohort}/sof.tsv" for cohort in crlm if cohort in SLIDES]
+        + (["results/analysis/crlm/model.json"] if crlm else [])
+    )

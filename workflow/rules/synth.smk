@@ -24,3 +24,22 @@ rule synth_cohort:
     shell:
         "python -m histoprog synth cohort --spec {input.spec} --out demo_data/{wildcards.cohort} "
         "> {log} 2>&1"
+
+
+rule synth_patches:
+    """Generated labelled patch folders (ImageFolder layout) for the tissue classifier."""
+    output:
+        directory("demo_data/patches/{patch_set}"),
+    params:
+        spec=lambda wc: config["synth_patches"][wc.patch_set],
+    log:
+        "logs/synth_patches/{patch_set}.log",
+    conda:
+        "../../envs/slides.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    shell:
+        "python -m histoprog synth patches --out {output} --set {params.spec[set]} "
+        "--n-per-class {params.spec[n_per_class]} --seed {params.spec[seed]} > {log} 2>&1"
