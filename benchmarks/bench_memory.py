@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 import openslide
-from common import large_slide
+from common import large_slide, tile_args
 
 GB = 1024**3
 
@@ -39,21 +39,7 @@ def main() -> None:
     width, height = openslide.OpenSlide(str(slide)).dimensions
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        tile = peak_rss(
-            [
-                "tile",
-                "--slide",
-                str(slide),
-                "--slide-id",
-                "large",
-                "--out-tiles",
-                str(out / "tiles.tsv"),
-                "--out-meta",
-                str(out / "tiles.json"),
-                "--out-mask",
-                str(out / "mask.png"),
-            ]
-        )
+        tile = peak_rss(tile_args(slide, out))
         stain = peak_rss(
             [
                 "stain",

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import openslide
-from common import large_slide
+from common import large_slide, tile_args
 
 from histoprog.cli import main as run_cli
 
@@ -22,21 +22,7 @@ def time_tile(slide: Path, out: Path) -> float:
     import histoprog.commands.tile  # noqa: F401  (imports are start-up, not tiling)
 
     started = time.perf_counter()
-    code = run_cli(
-        [
-            "tile",
-            "--slide",
-            str(slide),
-            "--slide-id",
-            "large",
-            "--out-tiles",
-            str(out / "tiles.tsv"),
-            "--out-meta",
-            str(out / "tiles.json"),
-            "--out-mask",
-            str(out / "mask.png"),
-        ]
-    )
+    code = run_cli(tile_args(slide, out))
     assert code == 0
     return time.perf_counter() - started
 

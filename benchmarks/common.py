@@ -32,3 +32,20 @@ def large_slide(size: int = 40_000) -> Path:
         )
         print(f"generated {path.name} in {time.perf_counter() - started:.1f} s")
     return path
+
+
+def tile_args(slide: Path, out: Path) -> list[str]:
+    """``histoprog tile`` arguments for ``slide`` with outputs in ``out``."""
+    return [
+        "tile",
+        "--slide",
+        str(slide),
+        "--slide-id",
+        "large",
+        "--out-tiles",
+        str(out / "tiles.tsv"),
+        "--out-meta",
+        str(out / "tiles.json"),
+        "--out-mask",
+        str(out / "mask.png"),
+    ]
