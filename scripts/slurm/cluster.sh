@@ -43,7 +43,9 @@ live_pid() {
     file=$(pidfile "$1")
     [[ -s $file ]] || return 0
     pid=$(<"$file")
-    if [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null; then
+    # alive and still that daemon (not a recycled pid)
+    if [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null &&
+        [[ $(cat "/proc/$pid/comm" 2>/dev/null) == "$1" ]]; then
         echo "$pid"
     fi
 }
@@ -216,7 +218,11 @@ cmd_up() {
     write_conf
     start_munged
     check_munge
-    # -c: start from a clean job state (this is a throw-away test cluster)
+    # -c: start from a clean job state (this is a throw-away test cluster); job ids start
+    # again at 1, so the previous job completion records are moved aside
+    if [[ -z $(live_pid slurmctld) && -s $STATE/log/jobcomp.txt ]]; then
+        mv -f "$STATE/log/jobcomp.txt" "$STATE/log/jobcomp.txt.1"
+    fi
     start_slurm_daemon slurmctld -c
     start_slurm_daemon slurmd
     wait_idle
