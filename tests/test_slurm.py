@@ -55,11 +55,31 @@ def _skip_reason() -> str | None:
     return None
 
 
-pytestmark = [
-    pytest.mark.skipif(_skip_reason() is not None, reason=str(_skip_reason())),
-    pytest.mark.slow,
-    pytest.mark.workflow,
-]
+needs_slurm = pytest.mark.skipif(_skip_reason() is not None, reason=str(_skip_reason()))
+RULE = re.compile(r"^(?:rule|checkpoint) (\w+):\n(.*?)(?=^\S|\Z)", re.M | re.S)
+
+
+def test_profile_has_memory_and_time_for_every_rule():
+    """Every rule has mem_mb/runtime growing with attempt, equal to the rule's at attempt 1."""
+    profile = yaml.safe_load((PROFILE / "config.yaml").read_text())
+    assert profile["executor"] == "slurm"
+    assert profile["slurm-status-command"] == "squeue"  # sacct hangs without accounting
+    resources = profile["set-resources"]
+    for smk in sorted((ROOT / "workflow" / "rules").glob("*.smk")):
+        for name, body in RULE.findall(smk.read_text()):
+            if "shell:" not in body and "run:" not in body and "script:" not in body:
+                continue  # nothing to submit
+            assert name in resources, f"rule {name} ({smk.name}) has no set-resources entry"
+            for key in ("mem_mb", "runtime"):
+                expr = str(resources[name].get(key, ""))
+                assert "attempt" in expr, f"{name}.{key} does not grow with attempt: {expr!r}"
+                own = re.search(rf"\b{key}=(\d+)", body)
+                if own:
+                    first = eval(expr, {"attempt": 1})  # noqa: S307 (our own profile)
+                    assert first == int(own.group(1)), (
+                        f"{name}.{key}: profile gives {first} at attempt 1, "
+                        f"{smk.name} says {own.group(1)}; update profiles/slurm/config.yaml"
+                    )
 
 
 def _cluster(command: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -141,6 +161,9 @@ def _jobcomp_records(run_id: str) -> dict[str, dict[str, str]] | None:
     return records
 
 
+@needs_slurm
+@pytest.mark.slow
+@pytest.mark.workflow
 def test_workflow_runs_every_job_through_slurm(slurm_cluster, tmp_path):
     work = tmp_path / "work"
     work.mkdir()
@@ -231,6 +254,7 @@ def test_workflow_runs_every_job_through_slurm(slurm_cluster, tmp_path):
     print(f"workflow through Slurm: {len(submitted)} jobs in {elapsed:.0f} s")
 
 
+@needs_slurm
 def test_cluster_script_is_idempotent(slurm_cluster):
     again = _cluster("up", timeout=60)
     assert again.returncode == 0, again.stderr
