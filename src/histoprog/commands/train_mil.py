@@ -59,6 +59,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--val-fraction", type=float, default=d.val_fraction)
     parser.add_argument("--weights", default=d.weights, help="imagenet | none | a file")
     parser.add_argument("--no-augment", action="store_true")
+    parser.add_argument(
+        "--batch-norm",
+        choices=("frozen", "bag"),
+        default="frozen",
+        help="frozen: running statistics while training (default); bag: each bag's statistics",
+    )
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--device", default="auto")
@@ -127,6 +133,7 @@ def run(args: argparse.Namespace) -> None:
         seed=args.seed,
         weights=None if str(args.weights).lower() == "none" else args.weights,
         augment=not args.no_augment,
+        freeze_bn=args.batch_norm == "frozen",
     )
     try:
         result = train_mil(slides, cfg, select_device(args.device))

@@ -148,6 +148,18 @@ def _multivariate(data: pd.DataFrame, terms: Sequence[str], s: HCCSettings) -> p
     return pd.concat([table, notes], ignore_index=True)
 
 
+def _univariate(
+    data: pd.DataFrame, terms: Sequence[str], cs: CRLMSettings, kind: str
+) -> pd.DataFrame:
+    """Univariate Cox per term; a term constant in the cohort gets a row with a note."""
+    varying = [t for t in terms if data[t].dropna().nunique() > 1]
+    table = univariate(data, varying, cs, kind)
+    notes = pd.DataFrame(
+        {"kind": kind, "term": [t for t in terms if t not in varying], "note": "constant"}
+    )
+    return pd.concat([table, notes], ignore_index=True) if len(notes) else table
+
+
 def _roc(data: pd.DataFrame, markers: Sequence[str], s: HCCSettings) -> tuple[pd.DataFrame, list]:
     """Time-dependent AUC of every marker at the ``auc_years`` within follow-up."""
     t = data[s.time].to_numpy(float)
@@ -185,11 +197,14 @@ def analyse_cohort(
             "check the slide table's patient_id column against the clinical table",
         )
     design, factors = derive_factors(data, s.clinical_factors, where)
-    data = pd.concat([data, design], axis=1)
+    data = pd.concat([data.drop(columns=[c for c in factors if c in data]), design], axis=1)
     cs = s.crlm()
     km = group_survival(data, "mil_group", list(GROUPS), cs, cohort=name, analysis="mil")
-    uni = univariate(data, ["mil_score", "mil_high"], cs, "mil")
-    uni = pd.concat([uni, univariate(data, factors, cs, "clinical")], ignore_index=True)
+    uni = pd.concat(
+        [_univariate(data, ["mil_score", "mil_high"], cs, "mil"),
+         _univariate(data, factors, cs, "clinical")],
+        ignore_index=True,
+    )  # fmt: skip
     uni.insert(0, "cohort", name)
     multi = _multivariate(data, ["mil_high", *factors], s)
     multi.insert(0, "cohort", name)

@@ -6,7 +6,8 @@ whole bag, computes the tile logits, the slide score ``S = sigmoid(T)`` with the
 generalised mean ``T`` (p = 3) and the Eq. 4 loss (cross-entropy of the Eq. 3 probability
 of the good outcome plus ``l2`` times the sum of squared weights). Adam, lr halved every
 ``lr_step`` epochs. Patients are split (seeded, stratified by label) into training and
-validation; after each epoch the validation bags (a fixed seeded draw of ``bag_size``
+validation; batch-norm statistics are estimated once over the training bags and then
+kept fixed (``freeze_bn``, see :class:`MilConfig`); after each epoch the validation bags (a fixed seeded draw of ``bag_size``
 tiles, model in eval mode) give the validation cross-entropy, and the weights of the epoch
 with the lowest one are kept.
 
@@ -64,6 +65,11 @@ class MilConfig:
         seed: split, initialisation, tile draws, augmentation, dropout.
         weights: MobileNetV2 initial weights (``imagenet`` from the cache, a file, none).
         augment: random flip/rotation of each training bag.
+        freeze_bn: estimate the batch-norm statistics once over all training bags, then
+            keep batch norm in eval mode while training. With one bag per step, batch
+            statistics would be those of one slide: they normalise away what differs
+            between slides (what the score must capture) and make the model behave
+            differently in training and at scoring.
     """
 
     epochs: int = 40
@@ -77,6 +83,7 @@ class MilConfig:
     seed: int = 0
     weights: str | None = "imagenet"
     augment: bool = True
+    freeze_bn: bool = True
 
     def __post_init__(self) -> None:
         problems = [
@@ -146,6 +153,35 @@ def _augment(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     return torch.rot90(x, k, dims=(-2, -1)) if k else x
 
 
+def calibrate_batch_norm(
+    model: nn.Module, slides: Sequence[TrainingSlide], cfg: MilConfig, device: torch.device
+) -> None:
+    """Set batch-norm running statistics to their average over bags of the given slides."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the forward passes
+    rng = np.random.default_rng((cfg.seed, 2))
+    model.train()
+    with torch.no_grad():
+        for s in slides:
+            bag = Bag.load(s.bag)
+            idx = _draw(len(bag), cfg.bag_size, rng)
+            model(bag_input(bag.tiles[idx], bag.heat[idx], device))
+    for m, momentum in zip(norms, momenta, strict=True):
+        m.momentum = momentum
+
+
+def _train_mode(model: nn.Module, freeze_bn: bool) -> None:
+    """Training mode, with batch-norm layers left in eval mode when ``freeze_bn``."""
+    model.train()
+    if freeze_bn:
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
+
+
 @dataclass
 class MilResult:
     """A MIL training run: the kept model, history, best epoch and the split."""
@@ -206,6 +242,8 @@ def train_mil(
         bag = Bag.load(s.bag)
         idx = _draw(len(bag), cfg.bag_size, val_rng)
         val_bags.append((bag_input(bag.tiles[idx], bag.heat[idx], device), s.y))
+    if cfg.freeze_bn:
+        calibrate_batch_norm(model, train, cfg, device)
     rows: list[dict[str, Any]] = []
     best_state: dict[str, torch.Tensor] | None = None
     best_bce, best_epoch = math.inf, 0
@@ -213,7 +251,7 @@ def train_mil(
         started = time.perf_counter()
         rng = np.random.default_rng((cfg.seed, 0, epoch))
         lr = optimiser.param_groups[0]["lr"]
-        model.train()
+        _train_mode(model, cfg.freeze_bn)
         totals, bces = [], []
         for i in rng.permutation(len(train)):
             s = train[i]

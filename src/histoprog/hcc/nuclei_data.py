@@ -134,7 +134,7 @@ def resize_pair(image: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndar
     """Resize an image (antialiased) and its mask (area share > 0.5) to ``size`` square."""
     if image.shape[:2] == (size, size):
         return image, mask
-    img = np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR))
+    img = np.array(Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR))
     share = Image.fromarray(mask.astype(np.float32)).resize((size, size), Image.Resampling.BILINEAR)
     return img, np.asarray(share) > 0.5
 

@@ -1,0 +1,300 @@
+# The HCC branch (METHODS 6): nuclei U-net, per-slide bags with heat maps, MIL slide score,
+# per-cohort mil.tsv and the RFS analysis in results/analysis/hcc/. Cohorts with
+# pipeline hcc; role train cohorts train the MIL model, every HCC cohort is scored and
+# analysed (per-cohort files).
+
+import json
+
+HCC = config["hcc"]
+HCC_COHORTS = [
+    c for c in COHORTS.index if COHORTS.loc[c, "pipeline"] == "hcc" and c in SLIDES
+]
+HCC_TRAIN = [c for c in HCC_COHORTS if COHORTS.loc[c, "role"] == "train"]
+HCC_OUT = "results/analysis/hcc"
+# the U-net sees tiles at the MIL input scale: tile.hcc (512 px at 0.25 mpp) resized to 224
+HCC_INPUT_MPP = (
+    config["tile"]["hcc"]["mpp"]
+    * config["tile"]["hcc"]["px"]
+    / HCC["mil"]["tile_px_in"]
+)
+HCC_TARGETS = []
+if HCC_COHORTS and HCC_TRAIN:
+    HCC_TARGETS = [
+        f"{HCC_OUT}/{t}.tsv" for t in ("logrank", "univariate_cox", "time_roc")
+    ]
+
+
+def hcc_figures(name, caption, subcategory):
+    """One report figure per HCC cohort."""
+    paths = [f"{HCC_OUT}/{name}_{c}.png" for c in HCC_COHORTS]
+    kw = dict(caption=f"../report/{caption}", category="HCC analysis")
+    return [report(p, subcategory=subcategory, **kw) for p in paths]
+
+
+def hcc_train_args(wildcards, input):
+    """--cohort NAME SLIDES SLIDE_DIR CLINICAL, once per training cohort."""
+    return " ".join(
+        f"--cohort {c} {COHORTS.loc[c, 'slides']!r} results/{c}/slides {k!r}"
+        for c, k in zip(HCC_TRAIN, input.clinical)
+    )
+
+
+def hcc_analysis_args(wildcards, input):
+    """--cohort NAME ROLE MIL_TSV CLINICAL SLIDE_DIR, once per HCC cohort."""
+    return " ".join(
+        f"--cohort {c} {COHORTS.loc[c, 'role']} {m} {k!r} results/{c}/slides"
+        for c, m, k in zip(HCC_COHORTS, input.mil, input.clinical)
+    )
+
+
+rule synth_nuclei:
+    """Generated nucleus image/mask pairs (MoNuSeg-like) for the demo's U-net."""
+    output:
+        directory("demo_data/nuclei"),
+    log:
+        "logs/synth_nuclei/nuclei.log",
+    conda:
+        "../../envs/slides.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        spec=HCC["synth_nuclei"],
+    shell:
+        "python -m histoprog synth nuclei --out {output} --n-images {params.spec[n_images]} "
+        "--size {params.spec[size]} --mpp {params.spec[mpp]} --seed {params.spec[seed]} "
+        "> {log} 2>&1"
+
+
+rule train_unet:
+    """Nuclei U-net on image/mask pairs: Dice loss, best validation Dice (METHODS 6.1)."""
+    input:
+        nuclei=HCC["unet"]["nuclei_dir"],
+    output:
+        model="results/models/unet.pt",
+        history="results/models/unet_history.tsv",
+        curve=report(
+            "results/models/unet_learning_curve.png",
+            caption="../report/hcc_unet_curve.rst",
+            category="HCC models",
+            subcategory="nuclei U-net",
+        ),
+    log:
+        "logs/train_unet/unet.log",
+    benchmark:
+        "logs/benchmarks/train_unet/unet.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: HCC["threads"] + HCC["unet"]["workers"]
+    resources:
+        mem_mb=8000,
+        runtime=720,
+        gpu=HCC["gpu"],
+    params:
+        cfg=HCC["unet"],
+        target_mpp=HCC_INPUT_MPP,
+        threads=HCC["threads"],
+        device=HCC["device"],
+    shell:
+        "python -m histoprog train_unet --nuclei {input.nuclei} --encoder {params.cfg[encoder]} "
+        "--weights {params.cfg[weights]} --epochs {params.cfg[epochs]} --crop {params.cfg[crop]} "
+        "--crops-per-image {params.cfg[crops_per_image]} --batch-size {params.cfg[batch]} "
+        "--lr {params.cfg[lr]} --val-fraction {params.cfg[val_fraction]} "
+        "--image-mpp {params.cfg[image_mpp]} --target-mpp {params.target_mpp} "
+        "--seed {params.cfg[seed]} --workers {params.cfg[workers]} --threads {params.threads} "
+        "--device {params.device} --out-model {output.model} --out-history {output.history} "
+        "--out-curve {output.curve} > {log} 2>&1"
+
+
+rule nuclei:
+    """A slide's bag: tiles at 224 px, Vahadane-normalised, with U-net heat maps (METHODS 6.2)."""
+    input:
+        slide=slide_file,
+        tiles="results/{cohort}/slides/{slide}/tiles.tsv",
+        meta="results/{cohort}/slides/{slide}/tiles.json",
+        model="results/models/unet.pt",
+    output:
+        bag="results/{cohort}/slides/{slide}/nuclei.npz",
+        meta="results/{cohort}/slides/{slide}/nuclei.json",
+        qc=report(
+            "results/{cohort}/slides/{slide}/nuclei_qc.png",
+            caption="../report/hcc_nuclei_qc.rst",
+            category="QC: nuclei heat maps",
+            subcategory="{cohort}",
+        ),
+    log:
+        "logs/nuclei/{cohort}/{slide}.log",
+    benchmark:
+        "logs/benchmarks/nuclei/{cohort}/{slide}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: HCC["threads"] + HCC["nuclei"]["workers"]
+    resources:
+        mem_mb=6000,
+        runtime=60,
+        gpu=HCC["gpu"],
+    params:
+        slide=lambda wc: slide_row(wc)["path"],
+        px=HCC["mil"]["tile_px_in"],
+        cfg=HCC["nuclei"],
+        threads=HCC["threads"],
+        device=HCC["device"],
+        target=(
+            f"--target-image {config['stain']['target_image']}"
+            if config["stain"]["target_image"]
+            else ""
+        ),
+    shell:
+        "python -m histoprog nuclei --slide {params.slide:q} --slide-id {wildcards.slide} "
+        "--tiles {input.tiles} --tiles-meta {input.meta} --model {input.model} "
+        "--tile-px {params.px} --bag-size {params.cfg[bag_size]} "
+        "--fit-tiles {params.cfg[fit_tiles]} {params.target} --seed {params.cfg[seed]} "
+        "--batch-size {params.cfg[batch]} --workers {params.cfg[workers]} "
+        "--threads {params.threads} --device {params.device} --qc-tiles {params.cfg[qc_tiles]} "
+        "--out-bag {output.bag} --out-meta {output.meta} --out-qc {output.qc} > {log} 2>&1"
+
+
+rule train_mil:
+    """MIL MobileNetV2 on the labelled bags of the training cohorts (METHODS 6.3-6.6)."""
+    input:
+        bags=[p for c in HCC_TRAIN for p in cohort_slide_outputs(c, "nuclei.npz")],
+        metas=[p for c in HCC_TRAIN for p in cohort_slide_outputs(c, "nuclei.json")],
+        clinical=[COHORTS.loc[c, "clinical"] for c in HCC_TRAIN],
+    output:
+        model="results/models/mil.pt",
+        history="results/models/mil_history.tsv",
+        labels="results/models/mil_labels.tsv",
+        curve=report(
+            "results/models/mil_learning_curve.png",
+            caption="../report/hcc_mil_curve.rst",
+            category="HCC models",
+            subcategory="MIL MobileNetV2",
+        ),
+    log:
+        "logs/train_mil/mil.log",
+    benchmark:
+        "logs/benchmarks/train_mil/mil.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: HCC["threads"]
+    resources:
+        mem_mb=8000,
+        runtime=720,
+        gpu=HCC["gpu"],
+    params:
+        cohorts=hcc_train_args,
+        cfg=HCC["mil"],
+        time=config["clinical"]["hcc"]["time"],
+        event=config["clinical"]["hcc"]["event"],
+        threads=HCC["threads"],
+        device=HCC["device"],
+    shell:
+        "python -m histoprog train_mil {params.cohorts} --time {params.time} "
+        "--event {params.event} --good-months {params.cfg[good_months]} "
+        "--poor-months {params.cfg[poor_months]} --epochs {params.cfg[epochs]} "
+        "--lr {params.cfg[lr]} --lr-step {params.cfg[lr_step]} --l2 {params.cfg[l2]} "
+        "--t {params.cfg[t]} --p {params.cfg[p]} --bag-size {params.cfg[bag_size]} "
+        "--val-fraction {params.cfg[val_fraction]} --weights {params.cfg[weights]} "
+        "--seed {params.cfg[seed]} --threads {params.threads} --device {params.device} "
+        "--out-model {output.model} --out-history {output.history} "
+        "--out-curve {output.curve} --out-labels {output.labels} > {log} 2>&1"
+
+
+rule mil_score:
+    """A slide's MIL score S, risk group and tile logits (METHODS 6.4)."""
+    input:
+        bag="results/{cohort}/slides/{slide}/nuclei.npz",
+        meta="results/{cohort}/slides/{slide}/nuclei.json",
+        model="results/models/mil.pt",
+    output:
+        score="results/{cohort}/slides/{slide}/mil_score.json",
+        tiles="results/{cohort}/slides/{slide}/mil_tiles.tsv",
+    log:
+        "logs/mil_score/{cohort}/{slide}.log",
+    benchmark:
+        "logs/benchmarks/mil_score/{cohort}/{slide}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: HCC["threads"]
+    resources:
+        mem_mb=4000,
+        runtime=30,
+        gpu=HCC["gpu"],
+    params:
+        patient=lambda wc: slide_row(wc)["patient_id"],
+        batch=HCC["nuclei"]["batch"],
+        threads=HCC["threads"],
+        device=HCC["device"],
+    shell:
+        "python -m histoprog mil_score --slide-id {wildcards.slide} "
+        "--patient-id {params.patient:q} --bag {input.bag} --nuclei-meta {input.meta} "
+        "--model {input.model} --batch-size {params.batch} --threads {params.threads} "
+        "--device {params.device} --out-score {output.score} --out-tiles {output.tiles} "
+        "> {log} 2>&1"
+
+
+rule mil_table:
+    """A cohort's mil.tsv: one row per slide (score, group, tiles, status)."""
+    input:
+        scores=lambda wc: cohort_slide_outputs(wc.cohort, "mil_score.json"),
+    output:
+        table="results/{cohort}/mil.tsv",
+    log:
+        "logs/mil_table/{cohort}.log",
+    conda:
+        "../../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "python -m histoprog mil_table --scores {input.scores} --out {output.table} > {log} 2>&1"
+
+
+rule hcc_analysis:
+    """KM, Cox, time-dependent AUC, stratified KM and tile galleries (METHODS 6.7)."""
+    input:
+        mil=[f"results/{c}/mil.tsv" for c in HCC_COHORTS],
+        clinical=[COHORTS.loc[c, "clinical"] for c in HCC_COHORTS],
+        tiles=[p for c in HCC_COHORTS for p in cohort_slide_outputs(c, "mil_tiles.tsv")],
+        bags=[p for c in HCC_COHORTS for p in cohort_slide_outputs(c, "nuclei.npz")],
+    output:
+        tables=expand(
+            f"{HCC_OUT}/{{name}}.tsv",
+            name=[
+                "risk_scores",
+                "km_groups",
+                "logrank",
+                "univariate_cox",
+                "time_roc",
+                "exclusions",
+            ],
+        ),
+        multivariate=expand(f"{HCC_OUT}/multivariate_{{c}}.tsv", c=HCC_COHORTS),
+        km=hcc_figures("km", "hcc_km.rst", "Kaplan-Meier"),
+        forest=hcc_figures("forest", "hcc_forest.rst", "multivariate Cox"),
+        roc=hcc_figures("time_roc", "hcc_time_roc.rst", "time-dependent AUC"),
+        strata=hcc_figures("km_strata", "hcc_km_strata.rst", "clinical strata"),
+        gallery=hcc_figures("gallery", "hcc_gallery.rst", "tile gallery"),
+    log:
+        "logs/hcc_analysis/hcc.log",
+    benchmark:
+        "logs/benchmarks/hcc_analysis/hcc.tsv"
+    conda:
+        "../../envs/stats.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    params:
+        cohorts=hcc_analysis_args,
+        time=config["clinical"]["hcc"]["time"],
+        event=config["clinical"]["hcc"]["event"],
+        t=HCC["mil"]["t"],
+        settings=json.dumps(HCC["analysis"]),
+        out=HCC_OUT,
+    shell:
+        "python -m histoprog hcc_analysis {params.cohorts} --time {params.time} "
+        "--event {params.event} --t {params.t} --settings {params.settings:q} "
+        "--out-dir {params.out} > {log} 2>&1"
