@@ -75,10 +75,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def training_slides(
+def label_table(
     cohorts: list[list[str]], time: str, event: str, good: float, poor: float
-) -> tuple[list[TrainingSlide], pd.DataFrame]:
-    """Labelled slides with a usable bag, and the full label table (one row per slide)."""
+) -> pd.DataFrame:
+    """One row per slide of the training cohorts with its patient's label and bag path."""
     tables = []
     for name, slides_path, slide_dir, clinical_path in cohorts:
         slides = read_table(slides_path, "slide table")
@@ -91,36 +91,51 @@ def training_slides(
         merged["label"] = merged["label"].fillna("no_clinical_row")
         merged.insert(0, "cohort", name)
         merged["bag"] = [str(Path(slide_dir) / s / "nuclei.npz") for s in merged["slide_id"]]
-        merged["use"] = merged["label"]
-        for i, s in merged.iterrows():
-            meta = Path(slide_dir) / s["slide_id"] / "nuclei.json"
-            if s["label"] in ("good", "poor") and read_json(meta).get("status") != "ok":
-                merged.loc[i, "use"] = "failed_slide"
         tables.append(merged)
     table = pd.concat(tables, ignore_index=True)
-    usable = table[table["use"].isin(["good", "poor"])]
-    slides_out = [
-        TrainingSlide(r.slide_id, f"{r.cohort}/{r.patient_id}", float(r.y), r.bag)
-        for r in usable.itertuples()
-    ]
-    return slides_out, table
+    table["use"] = table["label"]
+    return table
+
+
+def mark_failed_slides(table: pd.DataFrame) -> None:
+    """Set ``use`` to ``failed_slide`` for labelled slides whose nuclei stage failed."""
+    for i, row in table[table["use"].isin(["good", "poor"])].iterrows():
+        meta = Path(row["bag"]).with_name("nuclei.json")
+        if not meta.is_file():
+            raise InputError(
+                f"slide '{row['slide_id']}' of training cohort '{row['cohort']}'",
+                f"has no nuclei output ({meta})",
+                "run the nuclei stage for it first",
+            )
+        if read_json(meta).get("status") != "ok":
+            table.loc[i, "use"] = "failed_slide"
+
+
+def _counts(table: pd.DataFrame) -> dict[str, int]:
+    counts = label_counts(table[table["use"].isin(["good", "poor"])])
+    for key in ("left_out", "failed_slide", "no_clinical_row"):
+        counts[key] = int((table["use"] == key).sum())
+    return counts
 
 
 def run(args: argparse.Namespace) -> None:
     """Label, train, write the model, history, curves and label table."""
     if args.threads:
         torch.set_num_threads(args.threads)
-    slides, table = training_slides(
-        args.cohort, args.time, args.event, args.good_months, args.poor_months
-    )
-    usable = table[table["use"].isin(["good", "poor"])]
-    counts = label_counts(usable)
-    counts["left_out"] = int((table["use"] == "left_out").sum())
-    counts["failed_slide"] = int((table["use"] == "failed_slide").sum())
-    counts["no_clinical_row"] = int((table["use"] == "no_clinical_row").sum())
-    log.info("MIL training labels (slides): %s", counts)
+    table = label_table(args.cohort, args.time, args.event, args.good_months, args.poor_months)
     names = ", ".join(c[0] for c in args.cohort)
-    check_classes(counts, f"training cohort(s) {names}", args.good_months, args.poor_months)
+    where = f"training cohort(s) {names}"
+    check_classes(_counts(table), where, args.good_months, args.poor_months)
+    mark_failed_slides(table)
+    counts = _counts(table)
+    log.info("MIL training labels (slides): %s", counts)
+    check_classes(counts, f"{where} (slides whose nuclei stage worked)", args.good_months,
+                  args.poor_months)  # fmt: skip
+    usable = table[table["use"].isin(["good", "poor"])]
+    slides = [
+        TrainingSlide(r.slide_id, f"{r.cohort}/{r.patient_id}", float(r.y), r.bag)
+        for r in usable.itertuples()
+    ]
     cfg = MilConfig(
         epochs=args.epochs,
         lr=args.lr,

@@ -7,9 +7,9 @@ generalised mean ``T`` (p = 3) and the Eq. 4 loss (cross-entropy of the Eq. 3 pr
 of the good outcome plus ``l2`` times the sum of squared weights). Adam, lr halved every
 ``lr_step`` epochs. Patients are split (seeded, stratified by label) into training and
 validation; batch-norm statistics are estimated once over the training bags and then
-kept fixed (``freeze_bn``, see :class:`MilConfig`); after each epoch the validation bags (a fixed seeded draw of ``bag_size``
-tiles, model in eval mode) give the validation cross-entropy, and the weights of the epoch
-with the lowest one are kept.
+kept fixed (``freeze_bn``, see :class:`MilConfig`); after each epoch the validation bags
+(a fixed seeded draw of ``bag_size`` tiles, model in eval mode) give the validation
+cross-entropy, and the weights of the epoch with the lowest one are kept.
 
 Scoring: :func:`score_bag` runs every tile of a bag in eval mode.
 """
