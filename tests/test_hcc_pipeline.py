@@ -226,8 +226,9 @@ def test_analysis_tables_and_figures(tmp_path: Path) -> None:
             {"row": range(3), "col": 0, "x": 0, "y": 0, "logit": i + np.arange(3)}
         )
         logits.to_csv(d / "mil_tiles.tsv", sep="\t", index=False)
+    factors = {"vascular_invasion": None, "tumour_size_cm": 5, "bclc_stage": ["B", "C"]}
     settings = {
-        "clinical_factors": {"vascular_invasion": None, "tumour_size_cm": 5, "bclc_stage": ["B", "C"]},
+        "clinical_factors": factors,
         "auc_years": [1, 2, 3, 4, 5, 6],
         "gallery_tiles": 4,
     }  # fmt: skip
