@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import shared_file
 from PIL import Image
 
 from histoprog.errors import InputError
@@ -15,8 +16,6 @@ from histoprog.hcc.nuclei_data import NucleiCrops, grid_crops, load_nuclei_pairs
 from histoprog.hcc.unet import UnetConfig, heat_maps, save_unet, train_unet
 from histoprog.models import dice_coefficient, load_checkpoint
 from histoprog.synth.nuclei_pairs import write_nuclei_pairs
-
-from conftest import shared_file
 
 torch.set_num_threads(1)
 
