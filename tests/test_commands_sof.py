@@ -1,4 +1,4 @@
-"""The sof, gmm-thresholds, sof-table and crlm-analysis commands on small generated inputs."""
+"""The sof, gmm_thresholds, sof_table and crlm_analysis commands on small generated inputs."""
 
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ def test_sof_command_passes_failures_and_small_tumours_on(tmp_path):
     small_rec = json.loads((tmp_path / "c/slides/T/sof.json").read_text())
     assert small_rec["status"] == "insufficient_tumour"
     assert small_rec["overall_TUM"] > 0 and small_rec["interaction_STR"] is None
-    run(sof_table, ["sof-table", "--slides-dir", str(tmp_path / "c/slides"), "--slide-ids",
+    run(sof_table, ["sof_table", "--slides-dir", str(tmp_path / "c/slides"), "--slide-ids",
                     "F", "T", "--out", str(tmp_path / "sof.tsv")])  # fmt: skip
     table = pd.read_csv(tmp_path / "sof.tsv", sep="\t")
     assert list(table.columns) == ["slide_id", "patient_id", *sof_columns(), *QC_COLUMNS]
@@ -91,7 +91,7 @@ def test_gmm_thresholds_skip_failed_slides(tmp_path):
     for i in range(4):
         slide_dir(tmp_path, "d", f"S{i}", random_grid(i), "failed" if i == 3 else "ok")
     out = tmp_path / "thr.json"
-    run(gmm_thresholds, ["gmm-thresholds", "--slides-dir", str(tmp_path / "d/slides"),
+    run(gmm_thresholds, ["gmm_thresholds", "--slides-dir", str(tmp_path / "d/slides"),
                          "--slide-ids", "S0", "S1", "S2", "S3", "--cohort", "d",
                          "--out", str(out)])  # fmt: skip
     res = json.loads(out.read_text())
@@ -99,7 +99,7 @@ def test_gmm_thresholds_skip_failed_slides(tmp_path):
     assert set(res["thresholds"]) == {"STR", "LYM", "HEP", "MUC", "DEB"}
     assert all(v is None or v >= 0 for v in res["thresholds"].values())
     with pytest.raises(InputError, match="none of its 1 slides has a tumour region"):
-        run(gmm_thresholds, ["gmm-thresholds", "--slides-dir", str(tmp_path / "d/slides"),
+        run(gmm_thresholds, ["gmm_thresholds", "--slides-dir", str(tmp_path / "d/slides"),
                              "--slide-ids", "S3", "--cohort", "d", "--out", str(out)])  # fmt: skip
 
 
@@ -125,7 +125,7 @@ def test_crlm_analysis_command_features_only(tmp_path):
     fv, cv = features_cohort(tmp_path, "v", 2)
     out = tmp_path / "out"
     settings = {"calibration_B": 10, "clinical_factors": ["crs_high", "age"]}
-    run(crlm_analysis, ["crlm-analysis", "--cohort", "d", "discovery", fd, cd, "--cohort", "v",
+    run(crlm_analysis, ["crlm_analysis", "--cohort", "d", "discovery", fd, cd, "--cohort", "v",
                         "validation", fv, cv, "--settings", json.dumps(settings),
                         "--out-dir", str(out)])  # fmt: skip
     expected = {f"{t}.tsv" for t in crlm_analysis.TABLES} | {

@@ -1,8 +1,8 @@
 """Command-line interface: one subcommand per workflow stage.
 
-``COMMANDS`` maps each subcommand to its module ``histoprog.commands.<module>``, which
-exposes ``register(subparsers)``: it adds the subcommand's parser and sets ``func`` to a
-callable taking the parsed arguments.
+Each subcommand in ``COMMANDS`` (named like its rule) lives in the module
+``histoprog.commands.<name>``, which exposes ``register(subparsers)``: it adds the
+subcommand's parser and sets ``func`` to a callable taking the parsed arguments.
 """
 
 from __future__ import annotations
@@ -15,19 +15,25 @@ import sys
 from histoprog import __version__
 from histoprog.errors import HistoprogError
 
-COMMANDS: dict[str, str] = {
-    "synth": "synth",
-    "tile": "tile",
-    "stain": "stain",
-    "status": "status",
-    "train_tissue": "train_tissue",
-    "evaluate_tissue": "evaluate_tissue",
-    "classify": "classify",
-    "gmm-thresholds": "gmm_thresholds",
-    "sof": "sof",
-    "sof-table": "sof_table",
-    "crlm-analysis": "crlm_analysis",
-}
+COMMANDS: tuple[str, ...] = (
+    "synth",
+    "tile",
+    "stain",
+    "status",
+    "train_tissue",
+    "evaluate_tissue",
+    "classify",
+    "gmm_thresholds",
+    "sof",
+    "sof_table",
+    "crlm_analysis",
+    "train_unet",
+    "nuclei",
+    "train_mil",
+    "mil_score",
+    "mil_table",
+    "hcc_analysis",
+)
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -39,9 +45,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="histoprog", description=__doc__)
     parser.add_argument("--version", action="version", version=f"histoprog {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True)
-    modules = [COMMANDS[command]] if command in COMMANDS else COMMANDS.values()
-    for module in modules:
-        importlib.import_module(f"histoprog.commands.{module}").register(subparsers)
+    for name in [command] if command in COMMANDS else COMMANDS:
+        importlib.import_module(f"histoprog.commands.{name}").register(subparsers)
     return parser
 
 

@@ -93,6 +93,6 @@ rule crlm_analysis:
         settings=json.dumps(CRLM_SETTINGS),
         out=CRLM_OUT,
     shell:
-        "python -m histoprog crlm-analysis {params.cohorts} {params.thresholds} "
+        "python -m histoprog crlm_analysis {params.cohorts} {params.thresholds} "
         "--time {params.time} --event {params.event} --settings {params.settings:q} "
         "--out-dir {params.out} > {log} 2>&1"

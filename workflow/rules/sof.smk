@@ -54,7 +54,7 @@ rule gmm_thresholds:
         region=REGION_ARGS,
         seed=config["crlm"]["seed"],
     shell:
-        "python -m histoprog gmm-thresholds --slides-dir results/{params.cohort}/slides "
+        "python -m histoprog gmm_thresholds --slides-dir results/{params.cohort}/slides "
         "--slide-ids {params.slides} --cohort {params.cohort} --seed {params.seed} "
         "{params.region} --out {output} > {log} 2>&1"
 
@@ -110,5 +110,5 @@ rule sof_table:
     params:
         slides=lambda wc: list(SLIDES[wc.cohort].index),
     shell:
-        "python -m histoprog sof-table --slides-dir results/{wildcards.cohort}/slides "
+        "python -m histoprog sof_table --slides-dir results/{wildcards.cohort}/slides "
         "--slide-ids {params.slides} --out {output} > {log} 2>&1"

@@ -1,4 +1,4 @@
-"""``histoprog crlm-analysis``: the CRLM survival analysis (METHODS 5) of all cohorts.
+"""``histoprog crlm_analysis``: the CRLM survival analysis (METHODS 5) of all cohorts.
 
 Fits on the discovery cohort, applies to the validation cohorts and writes the contract's
 tables, ``model.json`` and figures into ``--out-dir`` (results/analysis/crlm/).
@@ -53,9 +53,9 @@ COHORT_FIGURES: tuple[str, ...] = (
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``crlm-analysis`` subcommand."""
+    """Add the ``crlm_analysis`` subcommand."""
     parser = subparsers.add_parser(
-        "crlm-analysis", help="CRLM survival analysis: fit on discovery, apply to validation"
+        "crlm_analysis", help="CRLM survival analysis: fit on discovery, apply to validation"
     )
     parser.add_argument(
         "--cohort",

@@ -1,4 +1,4 @@
-"""``histoprog gmm-thresholds``: infiltrating/distal thresholds from discovery slides.
+"""``histoprog gmm_thresholds``: infiltrating/distal thresholds from discovery slides.
 
 Pools, per non-tumour class, the distances to the tumour region of every tile of every
 discovery slide (slides that failed upstream are skipped and listed; slides without a
@@ -24,9 +24,9 @@ log = logging.getLogger("histoprog.gmm_thresholds")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``gmm-thresholds`` subcommand."""
+    """Add the ``gmm_thresholds`` subcommand."""
     parser = subparsers.add_parser(
-        "gmm-thresholds", help="fit infiltration thresholds on the discovery cohort's grids"
+        "gmm_thresholds", help="fit infiltration thresholds on the discovery cohort's grids"
     )
     parser.add_argument("--slides-dir", required=True, help="results/<cohort>/slides")
     parser.add_argument("--slide-ids", nargs="+", required=True)

@@ -1,7 +1,7 @@
 """``histoprog sof``: spatial organisation features of one slide's class grid (METHODS 4).
 
 Reads the ``classify`` stage's class grid and status, the infiltration thresholds fitted on
-the discovery cohort (``histoprog gmm-thresholds``, or a model.json), and writes the slide's
+the discovery cohort (``histoprog gmm_thresholds``, or a model.json), and writes the slide's
 SOF record (JSON) and figure. A slide that failed upstream passes its failure on; one with
 too little tumour gets status ``insufficient_tumour`` and NaN region-based SOFs.
 """

@@ -1,4 +1,4 @@
-"""``histoprog sof-table``: a cohort's ``sof.tsv`` from its per-slide SOF records."""
+"""``histoprog sof_table``: a cohort's ``sof.tsv`` from its per-slide SOF records."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ log = logging.getLogger("histoprog.sof_table")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``sof-table`` subcommand."""
-    parser = subparsers.add_parser("sof-table", help="per-cohort sof.tsv from per-slide SOFs")
+    """Add the ``sof_table`` subcommand."""
+    parser = subparsers.add_parser("sof_table", help="per-cohort sof.tsv from per-slide SOFs")
     parser.add_argument("--slides-dir", required=True, help="results/<cohort>/slides")
     parser.add_argument("--slide-ids", nargs="+", required=True)
     parser.add_argument("--name", default="sof.json", help="per-slide SOF record file name")
