@@ -1,8 +1,6 @@
 # Generated cohorts (the demo): a cohort whose sheet row names a `synth_spec` is written by
 # `histoprog synth cohort`, which produces exactly the slides its slide table lists.
 
-SYNTH_COHORTS = [c for c in COHORTS.index if synthesised(c)]
-
 
 rule synth_cohort:
     """Generate a synthetic cohort with planted truth (slides, clinical table, truth)."""
@@ -30,8 +28,6 @@ rule synth_patches:
     """Generated labelled patch folders (ImageFolder layout) for the tissue classifier."""
     output:
         directory("demo_data/patches/{patch_set}"),
-    params:
-        spec=lambda wc: config["synth_patches"][wc.patch_set],
     log:
         "logs/synth_patches/{patch_set}.log",
     conda:
@@ -40,6 +36,8 @@ rule synth_patches:
     resources:
         mem_mb=2000,
         runtime=30,
+    params:
+        spec=lambda wc: config["synth_patches"][wc.patch_set],
     shell:
         "python -m histoprog synth patches --out {output} --set {params.spec[set]} "
         "--n-per-class {params.spec[n_per_class]} --seed {params.spec[seed]} > {log} 2>&1"
