@@ -227,16 +227,17 @@ def read_low_resolution(
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Read the whole slide (within its bounds) at about ``target_mpp``, chunk by chunk.
 
-    Reads from the coarsest level not coarser than ``target_mpp`` and reduces each chunk,
-    so memory stays bounded even for single-level slides.
+    Reads from the coarsest level whose mpp is at most 1.25 x ``target_mpp`` (pyramid
+    downsamples are rarely exact powers of two) and reduces each chunk by the integer
+    factor nearest to the target, so memory stays bounded even for single-level slides.
 
     Returns:
         (rgb uint8 HxWx3, alpha-is-zero bool HxW, scale) where ``scale`` is level-0 pixels
         per low-resolution pixel.
     """
-    level = choose_level(info, target_mpp, tolerance=0.0)
+    level = choose_level(info, target_mpp, tolerance=0.25)
     downsample = info.level_downsamples[level]
-    factor = max(1, int(target_mpp / (info.mpp * downsample)))
+    factor = max(1, round(target_mpp / (info.mpp * downsample)))
     scale = downsample * factor
     bx, by, bw, bh = info.bounds
     level_w, level_h = int(bw / downsample), int(bh / downsample)

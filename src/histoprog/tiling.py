@@ -127,7 +127,7 @@ def mask_thumbnail(
     grid: TileGrid,
     scale: float,
     table: pd.DataFrame,
-    max_px: int = 1024,
+    max_px: int = 512,
 ) -> Any:
     """QC figure: the low-resolution view, blank pixels tinted, kept tiles tinted.
 
