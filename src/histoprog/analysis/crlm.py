@@ -593,6 +593,15 @@ def fit_discovery(
             f"stepwise AIC selection from {kept} kept no feature",
             "there is no multivariable SOF score; check the inputs",
         )
+    if not np.isfinite(step.fit.coef).all():
+        raise InputError(
+            f"discovery cohort '{cohort.name}'",
+            f"the Cox model of the selected features {list(step.selected)} did not converge "
+            f"(coefficients {np.round(step.fit.coef, 3).tolist()}): a feature probably "
+            "separates events completely",
+            "check the features' cutpoints.tsv and univariate_cox.tsv; with few patients, "
+            "drop the feature through crlm.features in config.yaml",
+        )
     coef = dict(zip(step.selected, step.fit.coef.astype(float), strict=True))
     scored = bdata[complete].copy()
     scored["score"] = scored[list(step.selected)].to_numpy(float) @ step.fit.coef
