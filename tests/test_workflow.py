@@ -66,7 +66,7 @@ def bad_cohort_run(tmp_path_factory):
         ],
     )
     write_config(work)
-    result = snakemake(work, "--cores", "2", "--keep-going")
+    result = snakemake(work, "--cores", "2", "--keep-going", "results/mix/slide_status.tsv")
     return work, table, result
 
 
@@ -181,6 +181,7 @@ def test_killed_run_resumes_without_redoing_finished_slides(tmp_path):
         str(tmp_path / "config.yaml"),
         "--cores",
         "1",
+        "results/k/slide_status.tsv",
     ]
     proc = subprocess.Popen(
         command,
@@ -210,7 +211,7 @@ def test_killed_run_resumes_without_redoing_finished_slides(tmp_path):
     assert not (tmp_path / "results/k/slide_status.tsv").exists()
     # a hard kill leaves Snakemake's lock: --unlock, then rerun (rerun-incomplete is on)
     snakemake(tmp_path, "--unlock")
-    snakemake(tmp_path, "--cores", "2")
+    snakemake(tmp_path, "--cores", "2", "results/k/slide_status.tsv")
     assert {p: p.stat().st_mtime_ns for p in finished} == finished
     status = pd.read_csv(tmp_path / "results/k/slide_status.tsv", sep="\t")
     assert (status["status"] == "ok").all() and len(status) == 4
