@@ -108,3 +108,42 @@ def all_targets():
         + TISSUE_TARGETS
         + [f"results/{cohort}/sof.tsv" for cohort in crlm if cohort in SLIDES]
     )
+
+
+# CRLM analysis helpers (the globals they use are defined in sof.smk and crlm.smk)
+
+
+def infiltration_thresholds(wildcards=None):
+    """The thresholds file: config crlm.infiltration_thresholds, else the discovery fit."""
+    given = config["crlm"].get("infiltration_thresholds")
+    if given:
+        return given
+    if not (CRLM_DISCOVERY and CRLM_DISCOVERY[0] in SLIDES):
+        raise WorkflowError(
+            "config key crlm.infiltration_thresholds: a CRLM cohort has slides but the "
+            "discovery cohort has none to fit the infiltration thresholds on. Fix: set it "
+            "to an infiltration_thresholds.json or model.json from an earlier discovery run."
+        )
+    return "results/analysis/crlm/infiltration_thresholds.json"
+
+
+def crlm_features(cohort):
+    """A cohort's feature table: its sof.tsv (slides) or its `features:` table."""
+    if cohort in SLIDES:
+        return f"results/{cohort}/sof.tsv"
+    return COHORTS.loc[cohort, "features"]
+
+
+def crlm_cohort_args(wildcards, input):
+    """--cohort NAME ROLE FEATURES CLINICAL, once per CRLM cohort."""
+    return " ".join(
+        f"--cohort {c} {COHORTS.loc[c, 'role']} {f!r} {k!r}"
+        for c, f, k in zip(CRLM_COHORTS, input.features, input.clinical)
+    )
+
+
+def crlm_figures(name, caption, category):
+    """One report figure per CRLM cohort."""
+    paths = [f"{CRLM_OUT}/{name}_{c}.png" for c in CRLM_COHORTS]
+    kw = dict(caption=f"../report/{caption}", category="CRLM analysis")
+    return [report(p, subcategory=category, **kw) for p in paths]

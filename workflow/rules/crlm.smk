@@ -31,28 +31,6 @@ CRLM_SETTINGS = {
 CRLM_THRESHOLDS = [infiltration_thresholds()] if CRLM_SLIDE_COHORTS else []
 
 
-def crlm_features(cohort):
-    """A cohort's feature table: its sof.tsv (slides) or its `features:` table."""
-    if cohort in SLIDES:
-        return f"results/{cohort}/sof.tsv"
-    return COHORTS.loc[cohort, "features"]
-
-
-def crlm_cohort_args(wildcards, input):
-    """--cohort NAME ROLE FEATURES CLINICAL, once per CRLM cohort."""
-    return " ".join(
-        f"--cohort {c} {COHORTS.loc[c, 'role']} {f!r} {k!r}"
-        for c, f, k in zip(CRLM_COHORTS, input.features, input.clinical)
-    )
-
-
-def crlm_figures(name, caption, category):
-    """One report figure per CRLM cohort."""
-    paths = [f"{CRLM_OUT}/{name}_{c}.png" for c in CRLM_COHORTS]
-    kw = dict(caption=f"../report/{caption}", category="CRLM analysis")
-    return [report(p, subcategory=category, **kw) for p in paths]
-
-
 rule crlm_analysis:
     """Cutpoints, Cox, stepwise AIC, risk score and cutoff, KM, ROC, calibration (METHODS 5)."""
     input:
@@ -91,7 +69,7 @@ rule crlm_analysis:
         time=config["clinical"]["crlm"]["time"],
         event=config["clinical"]["crlm"]["event"],
         settings=json.dumps(CRLM_SETTINGS),
-        out=CRLM_OUT,
+        out=lambda wc, output: os.path.dirname(output.model),
     shell:
         "python -m histoprog crlm_analysis {params.cohorts} {params.thresholds} "
         "--time {params.time} --event {params.event} --settings {params.settings:q} "

@@ -1,7 +1,6 @@
 # Spatial organisation features (METHODS 4): infiltration thresholds fitted on the CRLM
 # discovery cohort's class grids, per-slide SOFs, and the per-cohort sof.tsv.
 
-import json
 
 CRLM_COHORTS = [
     c
@@ -17,20 +16,6 @@ REGION_ARGS = (
     f"--min-component-tiles {REGION['min_component_tiles']} "
     f"--min-tumour-tiles {REGION['min_tumour_tiles']}"
 )
-
-
-def infiltration_thresholds(wildcards=None):
-    """The thresholds file: config crlm.infiltration_thresholds, else the discovery fit."""
-    given = config["crlm"].get("infiltration_thresholds")
-    if given:
-        return given
-    if not (CRLM_DISCOVERY and CRLM_DISCOVERY[0] in SLIDES):
-        raise WorkflowError(
-            "config key crlm.infiltration_thresholds: a CRLM cohort has slides but the "
-            "discovery cohort has none to fit the infiltration thresholds on. Fix: set it "
-            "to an infiltration_thresholds.json or model.json from an earlier discovery run."
-        )
-    return "results/analysis/crlm/infiltration_thresholds.json"
 
 
 rule gmm_thresholds:
