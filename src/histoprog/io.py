@@ -66,6 +66,15 @@ def write_tsv(path: str | os.PathLike[str], table: pd.DataFrame) -> None:
         table.to_csv(tmp, sep="\t", index=False, float_format="%.10g", na_rep="NA")
 
 
+def save_image(path: str | os.PathLike[str], image: Any) -> None:
+    """Save a PIL image or a matplotlib figure atomically (format from the suffix)."""
+    if hasattr(image, "savefig"):
+        save_figure(path, image, dpi=110)
+        return
+    with atomic_path(path) as tmp:
+        image.save(tmp)
+
+
 def save_figure(path: str | os.PathLike[str], fig: Any, **kwargs: Any) -> None:
     """Save a matplotlib figure atomically (format from the suffix) and close it."""
     import matplotlib.pyplot as plt

@@ -9,10 +9,10 @@ interpolation at fractional corners).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
+from PIL import Image, ImageDraw
 
 from histoprog.slides import ReadPlan, SlideInfo
 
@@ -36,13 +36,15 @@ class BlankParams:
 def blank_mask(rgb: np.ndarray, transparent: np.ndarray, params: BlankParams) -> np.ndarray:
     """True where a pixel is blank: bright and unsaturated, transparent, or (near) black.
 
-    HSV value = max(R, G, B) / 255 and saturation = (max - min) / max, computed in integer
-    arithmetic (a full HSV conversion is several times slower on large views).
+    HSV value = max(R, G, B) / 255 and saturation = (max - min) / max, computed per
+    channel plane (a full HSV conversion is several times slower on large views).
     """
-    high = rgb.max(axis=-1).astype(np.int32)
-    spread = high - rgb.min(axis=-1)
-    bright_grey = (spread < params.saturation_max * high) & (high > params.value_min * 255)
-    black = high <= params.black_value_max * 255
+    red, green, blue = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    high = np.maximum(np.maximum(red, green), blue)
+    spread = (high - np.minimum(np.minimum(red, green), blue)).astype(np.float32)
+    high_f = high.astype(np.float32)
+    bright_grey = (spread < params.saturation_max * high_f) & (high_f > params.value_min * 255)
+    black = high_f <= params.black_value_max * 255
     return bright_grey | black | transparent
 
 
@@ -86,7 +88,7 @@ def tissue_fractions(tissue: np.ndarray, grid: TileGrid, scale: float) -> np.nda
     """
     height, width = tissue.shape
     sat = np.zeros((height + 1, width + 1), dtype=np.float64)
-    sat[1:, 1:] = np.cumsum(np.cumsum(tissue, axis=0, dtype=np.float64), axis=1)
+    sat[1:, 1:] = np.cumsum(np.cumsum(tissue, axis=0, dtype=np.int32), axis=1)
     step = grid.step / scale
     ys = np.clip(np.arange(grid.rows + 1) * step, 0, height)
     xs = np.clip(np.arange(grid.cols + 1) * step, 0, width)
@@ -128,42 +130,30 @@ def mask_thumbnail(
     scale: float,
     table: pd.DataFrame,
     max_px: int = 512,
-) -> Any:
-    """QC figure: the low-resolution view, blank pixels tinted, kept tiles tinted.
+) -> Image.Image:
+    """QC image: the low-resolution view (left); blank pixels blue, kept tiles green (right).
 
-    The view is subsampled to at most ``max_px`` on its long side for drawing.
+    Drawn with PIL (no matplotlib: this runs once per slide and should cost milliseconds);
+    the view is subsampled to at most ``max_px`` on its long side.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     step = max(1, -(-max(tissue.shape) // max_px))
-    rgb, tissue, scale = rgb[::step, ::step], tissue[::step, ::step], scale * step
+    view, tissue = rgb[::step, ::step], tissue[::step, ::step]
     height, width = tissue.shape
-    fig_w = 8.0
-    fig, axes = plt.subplots(1, 2, figsize=(fig_w, fig_w / 2 * height / max(width, 1) + 0.8))
-    axes[0].imshow(rgb)
-    axes[0].set_title("low-resolution view")
-    shaded = rgb.astype(np.float32) / 255
-    shaded[~tissue] = shaded[~tissue] * 0.35 + np.array([0.2, 0.4, 1.0]) * 0.65
-    axes[1].imshow(shaded)
-    kept = np.zeros((grid.rows, grid.cols), dtype=float)
-    kept[table["row"].to_numpy(), table["col"].to_numpy()] = 1.0
-    extent = (0, grid.cols * grid.step / scale, grid.rows * grid.step / scale, 0)
-    axes[1].imshow(
-        np.ma.masked_equal(kept, 0),
-        extent=extent,
-        cmap="summer",
-        alpha=0.35,
-        interpolation="nearest",
-        vmin=0,
-        vmax=1,
-    )
-    axes[1].set_xlim(0, width)
-    axes[1].set_ylim(height, 0)
-    axes[1].set_title(f"blank (blue) and {len(table)} kept tiles (green tint)")
-    for ax in axes:
-        ax.set_axis_off()
-    fig.tight_layout()
-    return fig
+    kept = np.zeros((grid.rows, grid.cols), dtype=bool)
+    kept[table["row"].to_numpy(), table["col"].to_numpy()] = True
+    tile_px = grid.step / (scale * step)
+    rows = np.minimum((np.arange(height) / tile_px).astype(int), grid.rows)
+    cols = np.minimum((np.arange(width) / tile_px).astype(int), grid.cols)
+    padded = np.pad(kept, ((0, 1), (0, 1)))  # pixels past the last whole tile: not kept
+    kept_px = padded[rows[:, None], cols[None, :]]
+    shaded = view.astype(np.float32)
+    shaded[~tissue] = shaded[~tissue] * 0.35 + np.array([50, 100, 255]) * 0.65
+    shaded[kept_px] = shaded[kept_px] * 0.85 + np.array([0, 200, 80]) * 0.15
+    header = 28
+    canvas = Image.new("RGB", (2 * width + 10, height + header), "white")
+    canvas.paste(Image.fromarray(view), (0, header))
+    canvas.paste(Image.fromarray(shaded.astype(np.uint8)), (width + 10, header))
+    draw = ImageDraw.Draw(canvas)
+    draw.text((4, 8), "low-resolution view", fill="black")
+    draw.text((width + 14, 8), f"blank (blue), {len(table)} kept tiles (green)", fill="black")
+    return canvas

@@ -12,7 +12,7 @@ import pandas as pd
 
 from histoprog import slides, tiling
 from histoprog.errors import SlideError
-from histoprog.io import save_figure, write_json, write_tsv
+from histoprog.io import save_image, write_json, write_tsv
 from histoprog.provenance import provenance
 from histoprog.status import OK, failure_figure, failure_record
 
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> None:
     meta["seconds"] = round(time.perf_counter() - started, 3)
     meta["provenance"] = provenance(params)
     write_tsv(args.out_tiles, table)
-    save_figure(args.out_mask, figure, dpi=110)
+    save_image(args.out_mask, figure)
     write_json(args.out_meta, meta)
     log.info(
         "slide %s: %s, %d tissue tiles in %.2f s",
