@@ -3,7 +3,7 @@
 Usage: python benchmarks/bench_macenko.py [--n-tiles 1000] [--threads 2] [--fit-tiles 200]
 
 1,000 tiles of 224 x 224 are random crops (with flips and 90-degree rotations) of the
-H&E images in /work/shared/data/he-tiles/ when that folder exists, else synthetic
+H&E images in ../shared/data/he-tiles/ (beside the checkout) when that folder exists, else synthetic
 Beer-Lambert tiles. Both paths run on the same tiles with the same torch thread count.
 Prints the throughput of each path, their ratio and the mean absolute colour difference
 between the two outputs.
@@ -22,7 +22,7 @@ from torchstain.torch.normalizers.macenko import TorchMacenkoNormalizer
 
 from histoprog.stain import MacenkoNormalizer
 
-HE_TILES = Path("/work/shared/data/he-tiles")
+HE_TILES = Path(__file__).resolve().parents[2] / "shared" / "data" / "he-tiles"
 SIZE = 224
 
 

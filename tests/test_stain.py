@@ -13,7 +13,7 @@ from torchstain.torch.normalizers.macenko import TorchMacenkoNormalizer
 from histoprog.errors import InputError
 from histoprog.stain import MacenkoNormalizer, MacenkoParams, VahadaneNormalizer, VahadaneParams
 
-HE_TILES = Path("/work/shared/data/he-tiles")
+HE_TILES = Path(__file__).resolve().parents[2] / "shared" / "data" / "he-tiles"
 # Ruifrok & Johnston's H and E optical densities (rows H, E), and a second, bluer staining
 RUIFROK = np.array([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11]])
 BLUER = np.array([[0.55, 0.72, 0.42], [0.20, 0.85, 0.48]])

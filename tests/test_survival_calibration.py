@@ -28,7 +28,7 @@ from histoprog.survival import calibration as cal  # noqa: E402
 FIX = Path(__file__).parent / "fixtures" / "r"
 REF = json.loads((FIX / "calibrate.json").read_text())
 PATHS = {
-    "lung": Path("/work/shared/reference/lung.csv"),
+    "lung": Path(__file__).resolve().parents[2] / "shared" / "reference" / "lung.csv",
     "ties": FIX / "ties.csv",
     "ties_one_cov": FIX / "ties.csv",
 }

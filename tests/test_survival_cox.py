@@ -16,7 +16,7 @@ import pytest  # noqa: E402
 from histoprog.errors import InputError  # noqa: E402
 from histoprog.survival.cox import concordance, cox_univariate, coxph  # noqa: E402
 
-REF = Path("/work/shared/reference")
+REF = Path(__file__).resolve().parents[2] / "shared" / "reference"
 FIX = Path(__file__).parent / "fixtures" / "r"
 RTOL = 1e-6
 

@@ -13,7 +13,7 @@ from histoprog.errors import InputError
 from histoprog.survival.cox import coxph
 from histoprog.survival.km import kaplan_meier, logrank, median_followup
 
-REF = Path("/work/shared/reference")
+REF = Path(__file__).resolve().parents[2] / "shared" / "reference"
 FIX = Path(__file__).parent / "fixtures" / "r"
 DATASETS = [d for d in ("lung", "veteran") if (REF / f"{d}.json").exists()]
 

@@ -12,7 +12,7 @@ import pytest
 from histoprog.errors import InputError
 from histoprog.survival.maxstat import maxstat_cutpoint, maxstat_cutpoints
 
-REF = Path("/work/shared/reference")
+REF = Path(__file__).resolve().parents[2] / "shared" / "reference"
 FIX = Path(__file__).parent / "fixtures" / "r"
 
 

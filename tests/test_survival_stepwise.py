@@ -12,7 +12,7 @@ import pytest
 from histoprog.errors import InputError
 from histoprog.survival.stepwise import step_aic
 
-REF = Path("/work/shared/reference")
+REF = Path(__file__).resolve().parents[2] / "shared" / "reference"
 FIX = Path(__file__).parent / "fixtures" / "r"
 
 

@@ -21,7 +21,7 @@ import pytest  # noqa: E402
 from histoprog.errors import InputError  # noqa: E402
 from histoprog.survival.timeroc import compare_auc, plot_auc_curves, time_roc  # noqa: E402
 
-REF = Path("/work/shared/reference")
+REF = Path(__file__).resolve().parents[2] / "shared" / "reference"
 FIX = Path(__file__).parent / "fixtures" / "r"
 DATASETS = [d for d in ("lung", "veteran") if (REF / f"{d}.json").exists()]
 
