@@ -100,7 +100,7 @@ def all_targets():
 
     The CRLM survival analysis is asked for by its target
     (results/analysis/crlm/model.json); it joins the default target once the demo's
-    classifier reproduces the planted class grids (see README).
+    planted features validate (see README).
     """
     crlm = [c for c in COHORTS.index if COHORTS.loc[c, "pipeline"] == "crlm"]
     return (
