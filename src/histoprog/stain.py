@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import torch
@@ -182,8 +182,33 @@ def _params_from_dict(cls: type, d: Mapping[str, Any], method: str) -> Any:
 # ----------------------------------------------------------------------------- Macenko
 
 
+class _StainParams:
+    """JSON round trip and matrix view shared by the fitted-parameter dataclasses."""
+
+    stain_matrix: StainMatrix
+    max_conc: tuple[float, float]
+    method: str
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """The stain matrix as a 2 x 3 float64 array."""
+        return np.asarray(self.stain_matrix, dtype=np.float64)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (lists and plain numbers)."""
+        d = asdict(self)
+        d["stain_matrix"] = [list(r) for r in self.stain_matrix]
+        d["max_conc"] = list(self.max_conc)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Self:
+        """Inverse of :meth:`to_dict`; raises InputError on a malformed dict."""
+        return _params_from_dict(cls, d, cls.__dataclass_fields__["method"].default)
+
+
 @dataclass(frozen=True)
-class MacenkoParams:
+class MacenkoParams(_StainParams):
     """Fitted Macenko stain parameters of one slide (or of the target).
 
     Attributes:
@@ -207,23 +232,6 @@ class MacenkoParams:
     n_pixels: int
     n_tissue_pixels: int
     method: str = "macenko"
-
-    @property
-    def matrix(self) -> np.ndarray:
-        """The stain matrix as a 2 x 3 float64 array."""
-        return np.asarray(self.stain_matrix, dtype=np.float64)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (lists and plain numbers)."""
-        d = asdict(self)
-        d["stain_matrix"] = [list(r) for r in self.stain_matrix]
-        d["max_conc"] = list(self.max_conc)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> MacenkoParams:
-        """Inverse of :meth:`to_dict`; raises InputError on a malformed dict."""
-        return _params_from_dict(cls, d, "macenko")
 
 
 class MacenkoNormalizer:
@@ -519,7 +527,7 @@ class MacenkoNormalizer:
 
 
 @dataclass(frozen=True)
-class VahadaneParams:
+class VahadaneParams(_StainParams):
     """Fitted Vahadane stain parameters of one slide (or of the target).
 
     Attributes:
@@ -546,23 +554,6 @@ class VahadaneParams:
     n_pixels: int
     n_tissue_pixels: int
     method: str = "vahadane"
-
-    @property
-    def matrix(self) -> np.ndarray:
-        """The stain matrix as a 2 x 3 float64 array."""
-        return np.asarray(self.stain_matrix, dtype=np.float64)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (lists and plain numbers)."""
-        d = asdict(self)
-        d["stain_matrix"] = [list(r) for r in self.stain_matrix]
-        d["max_conc"] = list(self.max_conc)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> VahadaneParams:
-        """Inverse of :meth:`to_dict`; raises InputError on a malformed dict."""
-        return _params_from_dict(cls, d, "vahadane")
 
 
 def _nnls2(od: np.ndarray, w: np.ndarray) -> np.ndarray:
