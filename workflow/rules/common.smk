@@ -147,3 +147,12 @@ def crlm_figures(name, caption, category):
     paths = [f"{CRLM_OUT}/{name}_{c}.png" for c in CRLM_COHORTS]
     kw = dict(caption=f"../report/{caption}", category="CRLM analysis")
     return [report(p, subcategory=category, **kw) for p in paths]
+
+
+def per_attempt(base):
+    """A resource of ``base`` at the first attempt that grows with each retry (x2, x3).
+
+    For ``mem_mb`` (MB) and ``runtime`` (minutes): a Slurm job killed for memory or time
+    is resubmitted with more (profiles/slurm sets ``retries``).
+    """
+    return lambda wildcards, attempt: base * attempt

@@ -61,8 +61,8 @@ rule crlm_analysis:
         "../../envs/stats.yaml"
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=per_attempt(4000),
+        runtime=per_attempt(60),
     params:
         cohorts=crlm_cohort_args,
         thresholds=" ".join(f"--thresholds {t}" for t in CRLM_THRESHOLDS),

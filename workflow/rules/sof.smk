@@ -31,8 +31,8 @@ rule gmm_thresholds:
         "../../envs/stats.yaml"
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=per_attempt(4000),
+        runtime=per_attempt(30),
     params:
         cohort=lambda wc: CRLM_DISCOVERY[0],
         slides=lambda wc: list(SLIDES[CRLM_DISCOVERY[0]].index),
@@ -66,8 +66,8 @@ rule sof:
         "../../envs/stats.yaml"
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        mem_mb=per_attempt(1000),
+        runtime=per_attempt(10),
     params:
         patient=lambda wc: slide_row(wc)["patient_id"],
         region=REGION_ARGS,
@@ -90,8 +90,8 @@ rule sof_table:
         "../../envs/stats.yaml"
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        mem_mb=per_attempt(1000),
+        runtime=per_attempt(10),
     params:
         slides=lambda wc: list(SLIDES[wc.cohort].index),
     shell:

@@ -20,8 +20,8 @@ rule stain:
         "../../envs/slides.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=30,
+        mem_mb=per_attempt(2000),
+        runtime=per_attempt(30),
     params:
         slide=lambda wc: slide_row(wc)["path"],
         cfg=config["stain"],

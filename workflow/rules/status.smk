@@ -11,8 +11,8 @@ rule slide_status:
         "../../envs/slides.yaml"
     threads: 1
     resources:
-        mem_mb=500,
-        runtime=10,
+        mem_mb=per_attempt(500),
+        runtime=per_attempt(10),
     params:
         slides=lambda wc: list(SLIDES[wc.cohort].index),
     shell:

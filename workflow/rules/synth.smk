@@ -17,8 +17,8 @@ rule synth_cohort:
         "../../envs/slides.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=30,
+        mem_mb=per_attempt(2000),
+        runtime=per_attempt(30),
     shell:
         "python -m histoprog synth cohort --spec {input.spec} --out demo_data/{wildcards.cohort} "
         "> {log} 2>&1"
@@ -34,8 +34,8 @@ rule synth_patches:
         "../../envs/slides.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=30,
+        mem_mb=per_attempt(2000),
+        runtime=per_attempt(30),
     params:
         spec=lambda wc: config["synth_patches"][wc.patch_set],
     shell:

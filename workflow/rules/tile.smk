@@ -19,8 +19,8 @@ rule tile:
         "../../envs/slides.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=30,
+        mem_mb=per_attempt(2000),
+        runtime=per_attempt(30),
     params:
         slide=lambda wc: slide_row(wc)["path"],
         sheet_mpp=sheet_mpp_arg,

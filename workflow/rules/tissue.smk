@@ -74,8 +74,8 @@ rule train_tissue:
         "../../envs/torch.yaml"
     threads: TISSUE["threads"] + TISSUE["workers"]
     resources:
-        mem_mb=16000,
-        runtime=720,
+        mem_mb=per_attempt(16000),
+        runtime=per_attempt(720),
         gpu=TISSUE["gpu"],
     params:
         classes=lambda wc: " ".join(TISSUE_CLASSES[wc.stage]),
@@ -121,8 +121,8 @@ rule evaluate_tissue:
         "../../envs/torch.yaml"
     threads: TISSUE["classify"]["threads"] + TISSUE["classify"]["workers"]
     resources:
-        mem_mb=8000,
-        runtime=120,
+        mem_mb=per_attempt(8000),
+        runtime=per_attempt(120),
         gpu=TISSUE["gpu"],
     params:
         classes=lambda wc: " ".join(TISSUE_CLASSES[wc.stage]),
@@ -164,8 +164,8 @@ rule classify:
         "../../envs/torch.yaml"
     threads: TISSUE["classify"]["threads"] + TISSUE["classify"]["workers"]
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=per_attempt(4000),
+        runtime=per_attempt(60),
         gpu=TISSUE["gpu"],
     params:
         slide=lambda wc: slide_row(wc)["path"],
