@@ -33,7 +33,6 @@ import pandas as pd
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from histoprog import slides
 from histoprog.commands.stain import load_target
@@ -48,6 +47,7 @@ from histoprog.errors import InputError, SlideError
 from histoprog.io import atomic_path, read_json, save_figure, write_json, write_tsv
 from histoprog.models import file_sha256, load_checkpoint
 from histoprog.plots.tissue import class_overlay
+from histoprog.progress import batch_len, log_progress
 from histoprog.provenance import provenance
 from histoprog.sof import CLASSES, NO_TILE
 from histoprog.stain import MacenkoNormalizer, MacenkoParams
@@ -142,7 +142,9 @@ def predict_tiles(
         model.to(memory_format=torch.channels_last)
     autocast = torch.autocast("cuda", dtype=torch.float16) if cuda else nullcontext()
     started = time.perf_counter()
-    batches = tqdm(loader, desc="tiles", unit="batch", mininterval=5.0) if progress else loader
+    batches = (
+        log_progress(loader, "tiles", total=n, size=batch_len, logger=log) if progress else loader
+    )
     try:
         with torch.inference_mode(), autocast:
             for tiles, index, ok, fit_ok in batches:
@@ -200,6 +202,8 @@ def run(args: argparse.Namespace) -> None:
         )  # fmt: skip
     table = pd.read_csv(args.tiles, sep="\t")
     device = select_device(args.device)
+    log.info("slide %s: classifying %d tiles on %s (batch %d, %d workers)", args.slide_id,
+             len(table), device, args.batch_size, args.workers)  # fmt: skip
     dataset = SlideTiles(
         args.slide,
         args.slide_id,

@@ -8,7 +8,6 @@ import logging
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from histoprog.commands.train_tissue import add_stain_arguments, make_normalizer
 from histoprog.data import PatchFolder, check_stain_target
@@ -16,6 +15,7 @@ from histoprog.evaluation import evaluate_predictions, predict
 from histoprog.io import save_figure, write_json, write_tsv
 from histoprog.models import load_checkpoint
 from histoprog.plots.tissue import confusion_heatmap, roc_curves
+from histoprog.progress import batch_len, log_progress
 from histoprog.provenance import provenance
 from histoprog.train import select_device
 
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> None:
     )
     loader = DataLoader(dataset, batch_size=args.batch_size, num_workers=args.workers)
     device = select_device(args.device)
-    batches = tqdm(loader, desc="test patches", mininterval=5.0)
+    batches = log_progress(loader, "patches", total=len(dataset), size=batch_len, logger=log)
     labels, probs = predict(model, batches, device, mean=norm.get("mean"), std=norm.get("std"))
     result = evaluate_predictions(labels, probs, names)
     write_tsv(args.out_metrics, result.per_class)

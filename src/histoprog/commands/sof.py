@@ -123,4 +123,13 @@ def run(args: argparse.Namespace) -> None:
     record["thresholds"] = json_safe(thresholds)
     save_figure(args.out_figure, figure, dpi=100)
     write_json(args.out, json_safe(record))
-    log.info("slide %s: sof %s in %.2f s", args.slide_id, record["status"], record["seconds"])
+    n_tissue = record.get("n_tissue") or 0
+    log.info(
+        "slide %s: sof %s, %d tissue tiles, tumour region %s tiles in %.2f s (%.0f tiles/s)",
+        args.slide_id,
+        record["status"],
+        n_tissue,
+        record.get("tumour_region_tiles"),
+        record["seconds"],
+        n_tissue / record["seconds"] if record["seconds"] > 0 else 0.0,
+    )

@@ -49,6 +49,8 @@ def run(args: argparse.Namespace) -> None:
     }
     tiles_meta = read_json(args.tiles_meta)
     record: dict[str, Any] = {"slide_id": args.slide_id, "method": "macenko", "fit": args.fit}
+    log.info("slide %s: Macenko %s fit on up to %d tiles of %s", args.slide_id, args.fit,
+             args.fit_tiles, args.slide)  # fmt: skip
     failed = upstream_failure(tiles_meta)
     if failed:
         record.update(failed)
@@ -69,7 +71,16 @@ def run(args: argparse.Namespace) -> None:
     record["provenance"] = provenance(params)
     save_figure(args.out_qc, figure, dpi=100)
     write_json(args.out_params, record)
-    log.info("slide %s: stain %s in %.2f s", args.slide_id, record["status"], record["seconds"])
+    n_read = record.get("n_fit_tiles", 0)
+    log.info(
+        "slide %s: stain %s, %d of %d tissue tiles read in %.2f s (%.1f tiles/s)",
+        args.slide_id,
+        record["status"],
+        n_read,
+        record.get("n_tiles", 0),
+        record["seconds"],
+        n_read / record["seconds"] if record["seconds"] > 0 else 0.0,
+    )
 
 
 def load_target(path: str | None) -> np.ndarray | None:

@@ -57,6 +57,8 @@ def run(args: argparse.Namespace) -> None:
         "sheet_mpp": args.sheet_mpp,
     }
     meta: dict[str, Any] = {"slide_id": args.slide_id, "slide_path": args.slide}
+    log.info("slide %s: tiling %s (%d px tiles at %g um/px)", args.slide_id, args.slide,
+             args.tile_px, args.target_mpp)  # fmt: skip
     try:
         table, meta_ok, figure = tile_slide(args, blank)
     except SlideError as err:
@@ -71,12 +73,15 @@ def run(args: argparse.Namespace) -> None:
     write_tsv(args.out_tiles, table)
     save_image(args.out_mask, figure)
     write_json(args.out_meta, meta)
+    n_grid = meta.get("n_grid_tiles", 0)
     log.info(
-        "slide %s: %s, %d tissue tiles in %.2f s",
+        "slide %s: %s, %d tissue tiles of %d grid tiles in %.2f s (%.0f grid tiles/s)",
         args.slide_id,
         meta["status"],
         meta["n_tiles"],
+        n_grid,
         meta["seconds"],
+        n_grid / meta["seconds"] if meta["seconds"] > 0 else 0.0,
     )
 
 
