@@ -30,9 +30,11 @@ include: "workflow/rules/status.smk"
 include: "workflow/rules/tissue.smk"
 include: "workflow/rules/sof.smk"
 include: "workflow/rules/crlm.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
     default_target: True
     input:
         all_targets(),
+        REPORT_TARGETS,

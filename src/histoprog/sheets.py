@@ -89,6 +89,8 @@ def load_cohorts(path: str | os.PathLike[str], schema: str | os.PathLike[str]) -
     require_columns(table, ["cohort", "role", "clinical"], where, "see config/README.md")
     table = table.astype(object).where(table.notna(), None)
     validate_table(table, schema, where)
+    # validate() fills defaults row by row and turns the empty cells back into NaN
+    table = table.astype(object).where(table.notna(), None)
     require_unique(table, "cohort", where)
     for column in ("slides", "features", "synth_spec"):
         if column not in table:

@@ -142,11 +142,11 @@ def crlm_cohort_args(wildcards, input):
     )
 
 
-def crlm_figures(name, caption, category):
-    """One report figure per CRLM cohort."""
-    paths = [f"{CRLM_OUT}/{name}_{c}.png" for c in CRLM_COHORTS]
-    kw = dict(caption=f"../report/{caption}", category="CRLM analysis")
-    return [report(p, subcategory=category, **kw) for p in paths]
+def crlm_figures(name, caption, kind):
+    """One report figure per CRLM cohort: category 'CRLM <kind>', the cohort below it."""
+    kw = dict(caption=f"../report/{caption}", category=f"CRLM {kind}")
+    paths = {c: f"{CRLM_OUT}/{name}_{c}.png" for c in CRLM_COHORTS}
+    return [report(p, subcategory=c, **kw) for c, p in paths.items()]
 
 
 def per_attempt(base):

@@ -52,12 +52,7 @@ rule sof:
         thresholds=infiltration_thresholds,
     output:
         record="results/{cohort}/slides/{slide}/sof.json",
-        figure=report(
-            "results/{cohort}/slides/{slide}/sof.png",
-            caption="../report/crlm_sof.rst",
-            category="CRLM: spatial features",
-            subcategory="{cohort}",
-        ),
+        figure="results/{cohort}/slides/{slide}/sof.png",
     log:
         "logs/sof/{cohort}/{slide}.log",
     benchmark:

@@ -6,12 +6,7 @@ rule stain:
         meta="results/{cohort}/slides/{slide}/tiles.json",
     output:
         params="results/{cohort}/slides/{slide}/stain.json",
-        qc=report(
-            "results/{cohort}/slides/{slide}/stain_qc.png",
-            caption="../report/stain_qc.rst",
-            category="QC: stain normalisation",
-            subcategory="{cohort}",
-        ),
+        qc="results/{cohort}/slides/{slide}/stain_qc.png",
     log:
         "logs/stain/{cohort}/{slide}.log",
     benchmark:

@@ -5,12 +5,7 @@ rule tile:
     output:
         tiles="results/{cohort}/slides/{slide}/tiles.tsv",
         meta="results/{cohort}/slides/{slide}/tiles.json",
-        mask=report(
-            "results/{cohort}/slides/{slide}/tissue_mask.png",
-            caption="../report/tissue_mask.rst",
-            category="QC: tiling",
-            subcategory="{cohort}",
-        ),
+        mask="results/{cohort}/slides/{slide}/tissue_mask.png",
     log:
         "logs/tile/{cohort}/{slide}.log",
     benchmark:

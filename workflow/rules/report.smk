@@ -1,0 +1,91 @@
+# Per-slide figures for `snakemake --report`: those of the first report.slides_per_cohort
+# slides of each cohort are copied to results/{cohort}/report/ and shown there, so the
+# report stays small for cohorts of thousands of slides (every slide's figures stay beside
+# its other outputs under results/{cohort}/slides/).
+
+REPORT_SLIDES = {
+    cohort: list(table.index[: config["report"]["slides_per_cohort"]])
+    for cohort, table in SLIDES.items()
+}
+REPORT_TARGETS = [
+    f"results/{cohort}/report/{figure}"
+    for cohort in SLIDES
+    for figure in (
+        ["tissue_mask", "stain_qc"]
+        + (["sof"] if COHORTS.loc[cohort, "pipeline"] == "crlm" else [])
+    )
+    if REPORT_SLIDES[cohort]
+]
+# for f in params.files: slides/<slide>/<f>.png -> report/<f>/<slide>.png
+REPORT_COPY = (
+    "mkdir -p {params.dirs} && for slide in {params.slides}; do for f in {params.files}; do "
+    "cp results/{wildcards.cohort}/slides/$slide/$f.png "
+    "results/{wildcards.cohort}/report/$f/$slide.png; done; done > {log} 2>&1"
+)
+
+
+rule report_qc_sample:
+    """Tissue-mask and stain QC figures of the cohort's first slides, for the report."""
+    input:
+        masks=lambda wc: [
+            f"{slide_dir(wc.cohort, s)}/tissue_mask.png"
+            for s in REPORT_SLIDES[wc.cohort]
+        ],
+        stain=lambda wc: [
+            f"{slide_dir(wc.cohort, s)}/stain_qc.png" for s in REPORT_SLIDES[wc.cohort]
+        ],
+    output:
+        masks=report(
+            directory("results/{cohort}/report/tissue_mask"),
+            patterns=["{slide}.png"],
+            caption="../report/tissue_mask.rst",
+            category="Tile QC",
+            subcategory="{cohort}",
+        ),
+        stain=report(
+            directory("results/{cohort}/report/stain_qc"),
+            patterns=["{slide}.png"],
+            caption="../report/stain_qc.rst",
+            category="Stain QC",
+            subcategory="{cohort}",
+        ),
+    log:
+        "logs/report_qc_sample/{cohort}.log",
+    localrule: True
+    conda:
+        "../../envs/slides.yaml"
+    threads: 1
+    params:
+        slides=lambda wc: REPORT_SLIDES[wc.cohort],
+        files="tissue_mask stain_qc",
+        dirs=lambda wc, output: f"{output.masks} {output.stain}",
+    shell:
+        REPORT_COPY
+
+
+rule report_sof_sample:
+    """SOF figures of the CRLM cohort's first slides, for the report."""
+    input:
+        lambda wc: [
+            f"{slide_dir(wc.cohort, s)}/sof.png" for s in REPORT_SLIDES[wc.cohort]
+        ],
+    output:
+        report(
+            directory("results/{cohort}/report/sof"),
+            patterns=["{slide}.png"],
+            caption="../report/crlm_sof.rst",
+            category="Spatial features",
+            subcategory="{cohort}",
+        ),
+    log:
+        "logs/report_sof_sample/{cohort}.log",
+    localrule: True
+    conda:
+        "../../envs/stats.yaml"
+    threads: 1
+    params:
+        slides=lambda wc: REPORT_SLIDES[wc.cohort],
+        files="sof",
+        dirs=lambda wc, output: output[0],
+    shell:
+        REPORT_COPY
