@@ -29,6 +29,7 @@ SAMPLED = 2  # report.slides_per_cohort in this test (the cohort has 3 slides)
 PER_SLIDE_REPORT = {  # figure -> (category, caption file)
     "tissue_mask": ("Tile QC", "tissue_mask.rst"),
     "stain_qc": ("Stain QC", "stain_qc.rst"),
+    "overlay": ("Tissue classes", "tissue_overlay.rst"),
     "sof": ("Spatial features", "crlm_sof.rst"),
 }
 PER_CLASS = ("STR", "LYM", "HEP", "MUC", "DEB")  # classes with an infiltration threshold
@@ -152,8 +153,6 @@ def expected_figures(work: Path) -> list[tuple[str, str, str, str]]:
         for figure, (category, rst) in PER_SLIDE_REPORT.items()
         for slide in slides[:SAMPLED]
     ]
-    out += [("Tissue classes", "qc", f"results/qc/slides/{s}/overlay.png", "tissue_overlay.rst")
-            for s in slides]  # fmt: skip
     models = "results/models"
     out += [
         ("Tissue classifier", stage, f"{models}/tissue_{stage}_learning_curve.png",

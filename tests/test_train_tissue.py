@@ -16,7 +16,7 @@ from histoprog.cli import main
 from histoprog.data import PatchFolder, stratified_split
 from histoprog.errors import InputError
 from histoprog.evaluation import predict
-from histoprog.models import load_checkpoint
+from histoprog.models import build_tissue_classifier, load_checkpoint
 from histoprog.train import TrainConfig, fit_classifier, train_tissue_classifier
 
 torch.set_num_threads(1)
@@ -140,6 +140,30 @@ def test_two_stage_training_through_the_cli(crlm_patches: Path, tmp_path: Path) 
     # frozen layers come from stage 1 unchanged
     assert torch.equal(model1.conv1.weight, model2.conv1.weight)
     assert torch.equal(model1.layer3[0].bn1.running_mean, model2.layer3[0].bn1.running_mean)
+    assert (meta1["config"]["trained_layers"], meta2["config"]["trained_layers"]) == (
+        "all layers",
+        "layer4+fc",
+    )
+    assert meta2["config"]["jitter"] == {
+        "stain_sigma": 0.05,
+        "filters": ["lanczos", "box", "bilinear"],
+        "jpeg_probability": 0.5,
+        "jpeg_quality": [70, 95],
+    }
+
+
+def test_random_init_trains_every_layer(crlm_patches: Path) -> None:
+    """Frozen random features transfer nothing: from random init all layers learn."""
+    torch.manual_seed(0)
+    cfg = TrainConfig(epochs=1, **FAST)
+    model, _, info = train_tissue_classifier(
+        crlm_patches, CRLM, backbone="resnet18", weights=None, cfg=cfg, stain="none"
+    )
+    torch.manual_seed(cfg.seed)
+    fresh = build_tissue_classifier(7, "resnet18", weights=None)
+    assert info["trained_layers"] == "all layers"
+    assert not torch.equal(model.conv1.weight, fresh.conv1.weight)
+    assert not torch.equal(model.layer1[0].bn1.running_mean, fresh.layer1[0].bn1.running_mean)
 
 
 def test_cli_reports_an_empty_class_folder(

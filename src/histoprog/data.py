@@ -4,7 +4,8 @@
   Macenko-normalised per patch (``stain="tile"``, torchstain's per-tile fit as in the paper;
   a patch whose fit fails passes unchanged) or used as they are (``stain="none"``, e.g.
   NCT-CRC-HE-100K, which ships normalised), then optionally flipped and rotated by a
-  multiple of 90 degrees.
+  multiple of 90 degrees; for training, :class:`~histoprog.scanner_jitter.ScannerJitter`
+  varies stain, resampling filter and JPEG before normalisation.
 * :class:`SlideTiles`: the tissue tiles of one slide, read from its tile table with the
   slide's read plan and normalised with its fitted stain parameters. Each DataLoader worker
   opens the slide itself (:func:`open_worker_slide` as ``worker_init_fn``); a tile that
@@ -30,6 +31,7 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset, get_worker_info
 
 from histoprog.errors import HistoprogError, InputError
+from histoprog.scanner_jitter import ScannerJitter
 from histoprog.slides import ReadPlan, open_slide, read_tile
 from histoprog.stain import MacenkoNormalizer, MacenkoParams
 
@@ -172,6 +174,8 @@ class PatchFolder(Dataset):
             normaliser's target); ``"none"``: patches as they are.
         normalizer: the Macenko normaliser (default: torchstain's reference target).
         augment: augmentation applied after normalisation, or ``None``.
+        jitter: scanner-like stain/resampling/JPEG variation applied before normalisation
+            (it also picks the resizing filter), or ``None`` (Lanczos resize only).
         tile_px: patches of another size are resized to this (antialiased); ``None`` keeps
             their size (all patches must then be equally sized to batch).
     """
@@ -184,6 +188,7 @@ class PatchFolder(Dataset):
         stain: str = "tile",
         normalizer: MacenkoNormalizer | None = None,
         augment: Augment | None = None,
+        jitter: ScannerJitter | None = None,
         tile_px: int | None = None,
     ) -> None:
         if stain not in STAIN_MODES:
@@ -198,6 +203,7 @@ class PatchFolder(Dataset):
         self.stain = stain
         self.normalizer = normalizer or (MacenkoNormalizer() if stain == "tile" else None)
         self.augment = augment
+        self.jitter = jitter
         self.tile_px = tile_px
 
     def __len__(self) -> int:
@@ -206,7 +212,9 @@ class PatchFolder(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         path, label = self.samples[index]
         patch = load_patch(path)
-        if self.tile_px is not None and patch.shape[:2] != (self.tile_px, self.tile_px):
+        if self.jitter is not None:
+            patch = self.jitter(patch, self.tile_px)
+        elif self.tile_px is not None and patch.shape[:2] != (self.tile_px, self.tile_px):
             size = (self.tile_px, self.tile_px)
             patch = np.array(Image.fromarray(patch).resize(size, Image.Resampling.LANCZOS))
         if self.normalizer is not None:
@@ -216,11 +224,14 @@ class PatchFolder(Dataset):
             tile = self.augment(tile)
         return tile, label
 
-    def with_augment(self, augment: Augment | None) -> PatchFolder:
-        """A shallow copy of this dataset with another augmentation (shares the file list)."""
+    def with_augment(
+        self, augment: Augment | None, jitter: ScannerJitter | None = None
+    ) -> PatchFolder:
+        """A shallow copy of this dataset with other augmentations (shares the file list)."""
         copy = object.__new__(PatchFolder)
         copy.__dict__.update(self.__dict__)
         copy.augment = augment
+        copy.jitter = jitter
         return copy
 
 

@@ -26,6 +26,7 @@ def log_progress(
     size: Callable[[T], int] | None = None,
     interval: float = 10.0,
     logger: logging.Logger | None = None,
+    unit: str | None = None,
 ) -> Iterator[T]:
     """Yield from ``iterable``, logging progress lines at most every ``interval`` seconds.
 
@@ -36,8 +37,10 @@ def log_progress(
         size: units in one item (e.g. tiles in a batch); 1 per item when None.
         interval: seconds between progress lines; the summary line is always written.
         logger: where to log (INFO); this module's logger when None.
+        unit: name of the counted units in rates (``description`` when None).
     """
     out = logger or log
+    unit = unit or description
     started = last = time.perf_counter()
     done = 0
     for item in iterable:
@@ -46,10 +49,10 @@ def log_progress(
         now = time.perf_counter()
         if now - last >= interval:
             last = now
-            out.info("%s", progress_line(description, done, total, now - started))
+            out.info("%s", progress_line(description, done, total, now - started, unit))
     seconds = time.perf_counter() - started
     rate = done / seconds if seconds > 0 else float("nan")
-    out.info("%s: %d in %.1f s, %.1f %s/s", description, done, seconds, rate, description)
+    out.info("%s: %d in %.1f s, %.1f %s/s", description, done, seconds, rate, unit)
 
 
 def batch_len(batch: Sequence[Sized]) -> int:
@@ -57,13 +60,16 @@ def batch_len(batch: Sequence[Sized]) -> int:
     return len(batch[0])
 
 
-def progress_line(description: str, done: int, total: int | None, seconds: float) -> str:
-    """One progress line: count, share of ``total``, rate and estimated time left."""
+def progress_line(
+    description: str, done: int, total: int | None, seconds: float, unit: str | None = None
+) -> str:
+    """One progress line: count, share of ``total``, rate (``unit``/s) and time left."""
+    unit = unit or description
     rate = done / seconds if seconds > 0 else float("nan")
     if not total:
-        return f"{description}: {done}, {rate:.1f} {description}/s"
+        return f"{description}: {done}, {rate:.1f} {unit}/s"
     left = (total - done) / rate if rate > 0 else float("nan")
     return (
-        f"{description}: {done}/{total} ({done / total:.0%}), {rate:.1f} {description}/s, "
+        f"{description}: {done}/{total} ({done / total:.0%}), {rate:.1f} {unit}/s, "
         f"{left:.0f} s left"
     )

@@ -12,7 +12,7 @@ REPORT_TARGETS = [
     for cohort in SLIDES
     for figure in (
         ["tissue_mask", "stain_qc"]
-        + (["sof"] if COHORTS.loc[cohort, "pipeline"] == "crlm" else [])
+        + (["overlay", "sof"] if COHORTS.loc[cohort, "pipeline"] == "crlm" else [])
     )
     if REPORT_SLIDES[cohort]
 ]
@@ -63,14 +63,24 @@ rule report_qc_sample:
         REPORT_COPY
 
 
-rule report_sof_sample:
-    """SOF figures of the CRLM cohort's first slides, for the report."""
+rule report_crlm_sample:
+    """Class overlays and SOF figures of the CRLM cohort's first slides, for the report."""
     input:
-        lambda wc: [
+        overlays=lambda wc: [
+            f"{slide_dir(wc.cohort, s)}/overlay.png" for s in REPORT_SLIDES[wc.cohort]
+        ],
+        sof=lambda wc: [
             f"{slide_dir(wc.cohort, s)}/sof.png" for s in REPORT_SLIDES[wc.cohort]
         ],
     output:
-        report(
+        overlays=report(
+            directory("results/{cohort}/report/overlay"),
+            patterns=["{slide}.png"],
+            caption="../report/tissue_overlay.rst",
+            category="Tissue classes",
+            subcategory="{cohort}",
+        ),
+        sof=report(
             directory("results/{cohort}/report/sof"),
             patterns=["{slide}.png"],
             caption="../report/crlm_sof.rst",
@@ -78,14 +88,14 @@ rule report_sof_sample:
             subcategory="{cohort}",
         ),
     log:
-        "logs/report_sof_sample/{cohort}.log",
+        "logs/report_crlm_sample/{cohort}.log",
     localrule: True
     conda:
         "../../envs/stats.yaml"
     threads: 1
     params:
         slides=lambda wc: REPORT_SLIDES[wc.cohort],
-        files="sof",
-        dirs=lambda wc, output: output[0],
+        files="overlay sof",
+        dirs=lambda wc, output: f"{output.overlays} {output.sof}",
     shell:
         REPORT_COPY

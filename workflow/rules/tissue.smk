@@ -82,11 +82,15 @@ rule train_tissue:
         weights=lambda wc: TISSUE_WEIGHTS[wc.stage],
         stain=TISSUE_STAIN_ARGS,
         tile_px=f"--tile-px {TISSUE['tile_px']}" if TISSUE["tile_px"] else "",
+        jitter_filters=",".join(TISSUE["jitter"]["filters"]),
         cfg=TISSUE,
     shell:
         "python -m histoprog train_tissue --patches {input.patches} --classes {params.classes} "
         "--backbone {params.cfg[backbone]} --weights {params.weights} {params.stain} "
-        "{params.tile_px} --epochs {params.cfg[epochs]} --patience {params.cfg[patience]} "
+        "{params.tile_px} --jitter-stain-sigma {params.cfg[jitter][stain_sigma]} "
+        "--jitter-filters {params.jitter_filters} "
+        "--jitter-jpeg-probability {params.cfg[jitter][jpeg_probability]} "
+        "--epochs {params.cfg[epochs]} --patience {params.cfg[patience]} "
         "--batch-size {params.cfg[batch_size]} --lr {params.cfg[lr]} "
         "--momentum {params.cfg[momentum]} --val-fraction {params.cfg[val_fraction]} "
         "--seed {params.cfg[seed]} --workers {params.cfg[workers]} --threads {params.cfg[threads]} "
@@ -150,12 +154,7 @@ rule classify:
         classes="results/{cohort}/slides/{slide}/classes.tsv",
         grid="results/{cohort}/slides/{slide}/class_grid.npy",
         counts="results/{cohort}/slides/{slide}/class_counts.json",
-        overlay=report(
-            "results/{cohort}/slides/{slide}/overlay.png",
-            caption="../report/tissue_overlay.rst",
-            category="Tissue classes",
-            subcategory="{cohort}",
-        ),
+        overlay="results/{cohort}/slides/{slide}/overlay.png",
     log:
         "logs/classify/{cohort}/{slide}.log",
     benchmark:

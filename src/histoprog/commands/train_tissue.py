@@ -9,11 +9,14 @@ from collections.abc import Iterable
 from typing import Any
 
 import torch
-from tqdm import tqdm
+from torch.utils.data import DataLoader
 
 from histoprog.commands.stain import load_target
+from histoprog.errors import InputError
 from histoprog.io import save_figure, write_tsv
 from histoprog.plots.tissue import learning_curves
+from histoprog.progress import batch_len, log_progress
+from histoprog.scanner_jitter import ScannerJitter
 from histoprog.stain import MacenkoNormalizer
 from histoprog.train import (
     TrainConfig,
@@ -43,6 +46,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_stain_arguments(parser)
     parser.add_argument("--tile-px", type=int, default=None, help="resize patches to this size")
+    parser.add_argument(
+        "--jitter-stain-sigma",
+        type=float,
+        default=0.05,
+        help="HED stain jitter of training patches (0 = none)",
+    )
+    parser.add_argument(
+        "--jitter-filters",
+        default="lanczos,box,bilinear",
+        help="resampling filters drawn from when resizing training patches (comma-separated)",
+    )
+    parser.add_argument(
+        "--jitter-jpeg-probability",
+        type=float,
+        default=0.5,
+        help="chance of a JPEG round trip per training patch (0 = never)",
+    )
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--patience", type=int, default=5, help="0 = no early stopping")
     parser.add_argument("--batch-size", type=int, default=32)
@@ -82,9 +102,24 @@ def make_normalizer(args: argparse.Namespace) -> MacenkoNormalizer | None:
     )
 
 
-def progress_bar(iterable: Iterable[Any], description: str) -> Iterable[Any]:
-    """A tqdm bar over one pass (to stderr, i.e. the rule's log)."""
-    return tqdm(iterable, desc=description, leave=False, mininterval=5.0, dynamic_ncols=False)
+def make_jitter(args: argparse.Namespace) -> ScannerJitter:
+    """The training patches' scanner-like variation from ``--jitter-*``."""
+    try:
+        return ScannerJitter(
+            stain_sigma=args.jitter_stain_sigma,
+            filters=tuple(f.strip() for f in args.jitter_filters.split(",") if f.strip()),
+            jpeg_probability=args.jitter_jpeg_probability,
+        )
+    except ValueError as err:
+        raise InputError("tissue.jitter", str(err), "fix the tissue.jitter keys in config") from err
+
+
+def progress_lines(batches: Iterable[Any], description: str) -> Iterable[Any]:
+    """Plain progress lines over one pass's batches (the rule's log), patches counted."""
+    total = len(batches.dataset) if isinstance(batches, DataLoader) else None
+    return log_progress(
+        batches, description, total=total, size=batch_len, interval=30.0, unit="patches"
+    )
 
 
 def run(args: argparse.Namespace) -> None:
@@ -112,8 +147,9 @@ def run(args: argparse.Namespace) -> None:
         stain=args.stain,
         normalizer=make_normalizer(args),
         tile_px=args.tile_px,
+        jitter=make_jitter(args),
         device=select_device(args.device),
-        progress=progress_bar,
+        progress=progress_lines,
     )
     info["stain_options"] = {
         "target_image": args.target_image, "alpha": args.alpha, "beta": args.beta, "io": args.io
