@@ -17,34 +17,13 @@ HCC_INPUT_MPP = (
     * config["tile"]["hcc"]["px"]
     / HCC["mil"]["tile_px_in"]
 )
-HCC_TARGETS = []
-if HCC_COHORTS and HCC_TRAIN:
-    HCC_TARGETS = [
-        f"{HCC_OUT}/{t}.tsv" for t in ("logrank", "univariate_cox", "time_roc")
-    ]
-
-
-def hcc_figures(name, caption, subcategory):
-    """One report figure per HCC cohort."""
-    paths = [f"{HCC_OUT}/{name}_{c}.png" for c in HCC_COHORTS]
-    kw = dict(caption=f"../report/{caption}", category="HCC analysis")
-    return [report(p, subcategory=subcategory, **kw) for p in paths]
-
-
-def hcc_train_args(wildcards, input):
-    """--cohort NAME SLIDES SLIDE_DIR CLINICAL, once per training cohort."""
-    return " ".join(
-        f"--cohort {c} {COHORTS.loc[c, 'slides']!r} results/{c}/slides {k!r}"
-        for c, k in zip(HCC_TRAIN, input.clinical)
-    )
-
-
-def hcc_analysis_args(wildcards, input):
-    """--cohort NAME ROLE MIL_TSV CLINICAL SLIDE_DIR, once per HCC cohort."""
-    return " ".join(
-        f"--cohort {c} {COHORTS.loc[c, 'role']} {m} {k!r} results/{c}/slides"
-        for c, m, k in zip(HCC_COHORTS, input.mil, input.clinical)
-    )
+# default targets: every HCC cohort's mil.tsv and the analysis (both need a training cohort)
+HCC_TARGETS = (
+    [f"results/{c}/mil.tsv" for c in HCC_COHORTS]
+    + [f"{HCC_OUT}/{t}.tsv" for t in ("logrank", "univariate_cox", "time_roc")]
+    if HCC_TRAIN
+    else []
+)
 
 
 rule synth_nuclei:
