@@ -31,6 +31,7 @@ include: "workflow/rules/tissue.smk"
 include: "workflow/rules/sof.smk"
 include: "workflow/rules/crlm.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/hcc.smk"
 
 
 rule all:

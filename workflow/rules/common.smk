@@ -95,8 +95,9 @@ def cohort_slide_outputs(cohort, name):
 
 
 def all_targets():
-    """What `snakemake` makes by default: per cohort the slide status table and, for CRLM
-    cohorts, the tissue models, class grids and sof.tsv.
+    """What `snakemake` makes by default: for CRLM cohorts the slide status table, the
+    tissue models, class grids and sof.tsv; for HCC cohorts mil.tsv (which lists failed
+    slides with their reason) and, when a training cohort exists, the HCC analysis.
 
     The CRLM survival analysis is asked for by its target
     (results/analysis/crlm/model.json); it joins the default target once the demo's
@@ -104,9 +105,10 @@ def all_targets():
     """
     crlm = [c for c in COHORTS.index if COHORTS.loc[c, "pipeline"] == "crlm"]
     return (
-        [f"results/{cohort}/slide_status.tsv" for cohort in SLIDES]
+        [f"results/{cohort}/slide_status.tsv" for cohort in SLIDES if cohort in crlm]
         + TISSUE_TARGETS
         + [f"results/{cohort}/sof.tsv" for cohort in crlm if cohort in SLIDES]
+        + HCC_TARGETS
     )
 
 
@@ -156,3 +158,29 @@ def per_attempt(base):
     is resubmitted with more (profiles/slurm sets ``retries``).
     """
     return lambda wildcards, attempt: base * attempt
+
+
+# HCC helpers (the globals they use are defined in hcc.smk)
+
+
+def hcc_figures(name, caption, subcategory):
+    """One report figure per HCC cohort."""
+    paths = [f"{HCC_OUT}/{name}_{c}.png" for c in HCC_COHORTS]
+    kw = dict(caption=f"../report/{caption}", category="HCC analysis")
+    return [report(p, subcategory=subcategory, **kw) for p in paths]
+
+
+def hcc_train_args(wildcards, input):
+    """--cohort NAME SLIDES SLIDE_DIR CLINICAL, once per training cohort."""
+    return " ".join(
+        f"--cohort {c} {COHORTS.loc[c, 'slides']!r} results/{c}/slides {k!r}"
+        for c, k in zip(HCC_TRAIN, input.clinical)
+    )
+
+
+def hcc_analysis_args(wildcards, input):
+    """--cohort NAME ROLE MIL_TSV CLINICAL SLIDE_DIR, once per HCC cohort."""
+    return " ".join(
+        f"--cohort {c} {COHORTS.loc[c, 'role']} {m} {k!r} results/{c}/slides"
+        for c, m, k in zip(HCC_COHORTS, input.mil, input.clinical)
+    )

@@ -36,8 +36,8 @@ rule synth_nuclei:
         "../../envs/slides.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=30,
+        mem_mb=per_attempt(2000),
+        runtime=per_attempt(30),
     params:
         spec=HCC["synth_nuclei"],
     shell:
@@ -67,8 +67,8 @@ rule train_unet:
         "../../envs/torch.yaml"
     threads: HCC["threads"] + HCC["unet"]["workers"]
     resources:
-        mem_mb=8000,
-        runtime=720,
+        mem_mb=per_attempt(8000),
+        runtime=per_attempt(720),
         gpu=HCC["gpu"],
     params:
         cfg=HCC["unet"],
@@ -110,8 +110,8 @@ rule nuclei:
         "../../envs/torch.yaml"
     threads: HCC["threads"] + HCC["nuclei"]["workers"]
     resources:
-        mem_mb=6000,
-        runtime=60,
+        mem_mb=per_attempt(6000),
+        runtime=per_attempt(60),
         gpu=HCC["gpu"],
     params:
         slide=lambda wc: slide_row(wc)["path"],
@@ -158,8 +158,8 @@ rule train_mil:
         "../../envs/torch.yaml"
     threads: HCC["threads"]
     resources:
-        mem_mb=8000,
-        runtime=720,
+        mem_mb=per_attempt(8000),
+        runtime=per_attempt(720),
         gpu=HCC["gpu"],
     params:
         cohorts=hcc_train_args,
@@ -197,8 +197,8 @@ rule mil_score:
         "../../envs/torch.yaml"
     threads: HCC["threads"]
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=per_attempt(4000),
+        runtime=per_attempt(30),
         gpu=HCC["gpu"],
     params:
         patient=lambda wc: slide_row(wc)["patient_id"],
@@ -225,8 +225,8 @@ rule mil_table:
         "../../envs/torch.yaml"
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        mem_mb=per_attempt(1000),
+        runtime=per_attempt(10),
     shell:
         "python -m histoprog mil_table --scores {input.scores} --out {output.table} > {log} 2>&1"
 
@@ -264,15 +264,15 @@ rule hcc_analysis:
         "../../envs/stats.yaml"
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=per_attempt(4000),
+        runtime=per_attempt(60),
     params:
         cohorts=hcc_analysis_args,
         time=config["clinical"]["hcc"]["time"],
         event=config["clinical"]["hcc"]["event"],
         t=HCC["mil"]["t"],
         settings=json.dumps(HCC["analysis"]),
-        out=HCC_OUT,
+        out=lambda wc, output: os.path.dirname(output.tables[0]),
     shell:
         "python -m histoprog hcc_analysis {params.cohorts} --time {params.time} "
         "--event {params.event} --t {params.t} --settings {params.settings:q} "
