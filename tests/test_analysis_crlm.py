@@ -142,6 +142,58 @@ def test_cutoff_scan_equals_a_naive_loop():
     assert res.cutoff == pytest.approx(best[1], abs=1e-12)
 
 
+def test_cutoff_scan_lists_each_split_once_with_its_grid_run():
+    """Runs of equal splits equal those of the materialised grid, values on grid points too."""
+    rng = np.random.default_rng(5)
+    n = 60
+    score = np.r_[rng.normal(0, 1, n - 4).round(3), [0.0, 0.01, 0.02, 0.02]]
+    d = pd.DataFrame(
+        {
+            "patient_id": [f"p{i}" for i in range(n)],
+            "score": score,
+            "os_months": rng.exponential(30, n).round(1) + 0.1,
+            "os_event": rng.integers(0, 2, n),
+        }
+    )
+    s = CRLMSettings(cutoff_step=0.01)
+    scan = optimal_cutoff(d, "score", s).scan
+    lo, hi = np.quantile(score, [0.1, 0.9])
+    grid = lo + 0.01 * np.arange(int(np.floor((hi - lo) / 0.01 + 1e-10)) + 1)
+    u = np.unique(score)
+    k = np.searchsorted(u, grid, side="left")
+    expected = [
+        (grid[k == kk][0], grid[k == kk][-1], int((score >= u[kk]).sum()))
+        for kk in np.unique(k)
+        if 0 < kk < len(u)
+    ]
+    got = list(zip(scan["cutoff"], scan["last_c"], scan["n_high"], strict=True))
+    assert len(got) == len(expected)
+    for (c, last, high), (c0, last0, high0) in zip(got, expected, strict=True):
+        assert (c, last, high) == (
+            pytest.approx(c0, abs=1e-12),
+            pytest.approx(last0, abs=1e-12),
+            high0,
+        )
+
+
+def test_cutoff_scan_of_a_score_with_a_huge_range():
+    """A near-infinite coefficient (complete separation) must not build a 1e12-point grid."""
+    rng = np.random.default_rng(6)
+    n = 40
+    d = pd.DataFrame(
+        {
+            "patient_id": [f"p{i}" for i in range(n)],
+            "score": rng.integers(0, 3, n) * 1e9,
+            "os_months": rng.exponential(30, n).round(1) + 0.1,
+            "os_event": rng.integers(0, 2, n),
+        }
+    )
+    res = optimal_cutoff(d, "score", CRLMSettings())
+    splits = {int((d["score"] >= 1e9).sum()), int((d["score"] >= 2e9).sum())}
+    assert 1 <= len(res.scan) <= 2 and set(res.scan["n_high"]) <= splits
+    assert 0 < res.cutoff <= 2e9
+
+
 def test_collinearity_rules():
     rng = np.random.default_rng(0)
     x = rng.normal(size=200)

@@ -411,10 +411,23 @@ class CutoffResult:
     scan: pd.DataFrame = field(repr=False)
 
 
-def _r_seq(lo: float, hi: float, step: float) -> np.ndarray:
-    """R's ``seq(lo, hi, by = step)``."""
+def _seq_splits(u: np.ndarray, lo: float, hi: float, step: float) -> tuple[np.ndarray, np.ndarray]:
+    """The runs of R's ``seq(lo, hi, by = step)`` that split the sorted values ``u`` alike.
+
+    Grid point ``c_j = lo + j * step`` (j = 0..n) puts ``k(j) = #{u < c_j}`` values low;
+    ``k`` only changes at the first ``c_j`` above a value, so the runs are found from the
+    values without building the grid (a score with a huge coefficient spans ~1e10 steps).
+
+    Returns:
+        (first j, last j) of each run of equal ``k``, in order.
+    """
     n = int(math.floor((hi - lo) / step + 1e-10))
-    return lo + step * np.arange(n + 1)
+    inside = u[(u >= lo) & (u < lo + n * step)]
+    j = np.floor((inside - lo) / step).astype(np.int64) + 1
+    j = np.where(lo + step * j <= inside, j + 1, j)  # c_j must exceed the value ...
+    j = np.where(lo + step * (j - 1) > inside, j - 1, j)  # ... and c_(j-1) must not
+    first = np.unique(np.r_[0, j[j <= n]])
+    return first, np.r_[first[1:] - 1, n]
 
 
 def optimal_cutoff(
@@ -435,11 +448,9 @@ def optimal_cutoff(
     """
     x = data[score].to_numpy(float)
     lo, hi = np.quantile(x, s.cutoff_range, method="linear")
-    grid = _r_seq(float(lo), float(hi), s.cutoff_step)
     u = np.unique(x)
-    k = np.searchsorted(u, grid, side="left")
-    ks, first = np.unique(k, return_index=True)
-    last = np.r_[first[1:] - 1, len(grid) - 1]
+    first, last = _seq_splits(u, float(lo), float(hi), s.cutoff_step)
+    ks = np.searchsorted(u, lo + s.cutoff_step * first, side="left")
     rows = []
     for kk, f0, f1 in zip(ks, first, last, strict=True):
         if kk == 0 or kk >= len(u):
@@ -460,8 +471,8 @@ def optimal_cutoff(
             p = logrank(d, s.time, s.event, "g").p
         rows.append(
             {
-                "cutoff": grid[f0],
-                "last_c": grid[f1],
+                "cutoff": lo + s.cutoff_step * f0,
+                "last_c": lo + s.cutoff_step * f1,
                 "n_high": int(high.sum()),
                 "n_low": int(len(x) - high.sum()),
                 "p": p,
