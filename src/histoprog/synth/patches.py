@@ -3,7 +3,7 @@
 ``out/<CLASS>/<CLASS>_<nnnnn>.png``, 224 x 224 RGB at 0.5 mpp by default. Two class sets:
 ``crc`` (stage 1, the 9 NCT-CRC-HE-100K classes) and ``crlm`` (stage 2, the 7 CRLM
 classes). Patches are random crops (with one of 8 flips/rotations) of texture sheets, a
-new sheet (twice the patch side) with a new stain every ``per_sheet`` patches, passed
+new sheet (three times the patch side) with a new stain every ``per_sheet`` patches, passed
 through a JPEG round trip like slide tiles; the textures are the recipes the slides use,
 so a classifier trained here transfers to the synthetic slides. Two patches per sheet
 (the default) keeps stains and textures varied: with 16, 120 patches per class came from
@@ -103,7 +103,7 @@ def write_patches(
             "pass e.g. --n-per-class 100 --size 224",
         )
     root = Path(out)
-    side = 2 * size
+    side = 3 * size
     counts: dict[str, int] = {}
     for name in CLASS_SETS[class_set]:
         folder = root / name
