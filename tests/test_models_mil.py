@@ -10,6 +10,7 @@ import torchvision
 from torch import nn
 
 from histoprog.errors import InputError
+from histoprog.hcc.mil import start_at_threshold
 from histoprog.models import (
     MilLoss,
     build_mil_mobilenet,
@@ -170,3 +171,13 @@ def test_slide_score_rejects_three_channel_bag():
 def test_threshold_must_be_in_unit_interval():
     with pytest.raises(InputError, match="threshold t"):
         MilLoss(t=1.5)
+
+
+def test_head_starts_at_the_threshold():
+    """With the head bias at logit(t), a fresh model scores every bag close to t."""
+    torch.manual_seed(0)
+    model = build_mil_mobilenet(None).eval()
+    start_at_threshold(model, T)
+    with torch.inference_mode():
+        s, _ = slide_score(model, torch.randn(6, 4, 64, 64))
+    assert float(s) == pytest.approx(T, abs=0.02)

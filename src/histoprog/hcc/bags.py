@@ -13,8 +13,10 @@ map standardised with :data:`HEAT_MEAN` / :data:`HEAT_STD` as a 4th channel.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import time
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -37,6 +39,10 @@ BAG_KEYS = ("tiles", "heat", "row", "col", "x", "y")
 #: heat-map channel standardisation: (h / 255 - 0.5) / 0.5, i.e. [-1, 1]
 HEAT_MEAN = 0.5
 HEAT_STD = 0.5
+
+#: pixels pooled for a slide's Vahadane fit (optical densities, tissue mask, the 99th
+#: percentile concentrations); the dictionary learning itself uses 2000 of them
+FIT_PIXELS = 500_000
 
 
 def scaled_plan(plan: ReadPlan, tile_px: int) -> ReadPlan:
@@ -69,10 +75,16 @@ class Bag:
         return len(self.tiles)
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write a compressed ``.npz`` atomically."""
+        """Write a compressed ``.npz`` atomically.
+
+        Deflate level 1: about as small as ``numpy.savez_compressed`` (level 6) on tile
+        images, in half the time.
+        """
         with atomic_path(path) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez_compressed(fh, **{k: getattr(self, k) for k in BAG_KEYS})
+            with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+                for key in BAG_KEYS:
+                    with archive.open(f"{key}.npy", "w", force_zip64=True) as fh:
+                        np.lib.format.write_array(fh, np.ascontiguousarray(getattr(self, key)))
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Bag:
@@ -96,6 +108,16 @@ class Bag:
         return bag
 
 
+def subsample_pixels(tiles: Sequence[np.ndarray], max_pixels: int) -> list[np.ndarray]:
+    """Every ``k``-th row and column of each tile, keeping at most ``max_pixels`` in all.
+
+    ``k`` is the smallest stride that does; the stain fit's statistics need no more.
+    """
+    total = sum(t.shape[0] * t.shape[1] for t in tiles)
+    k = max(1, math.ceil(math.sqrt(total / max_pixels)))
+    return [t[::k, ::k] for t in tiles]
+
+
 def fit_stain(
     slide_path: str, slide_id: str, plan: ReadPlan, xy: np.ndarray, normalizer: VahadaneNormalizer
 ) -> VahadaneParams:
@@ -110,7 +132,7 @@ def fit_stain(
     finally:
         slide.close()
     try:
-        return normalizer.fit(tiles)
+        return normalizer.fit(subsample_pixels(tiles, FIT_PIXELS))
     except InputError as err:
         raise SlideError(
             f"slide '{slide_id}'",

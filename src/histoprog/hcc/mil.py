@@ -173,6 +173,17 @@ def calibrate_batch_norm(
         m.momentum = momentum
 
 
+def start_at_threshold(model: nn.Module, t: float) -> None:
+    """Set the tile head's bias to ``logit(t)``: near-zero head weights then give S = t.
+
+    Eq. 3 is neutral there (p = 0.5), so training moves good and poor bags apart from the
+    threshold instead of starting every slide at S = 0.5 >= t (high risk).
+    """
+    head = model.classifier[-1]
+    with torch.no_grad():
+        head.bias.fill_(math.log(t / (1.0 - t)))
+
+
 def _train_mode(model: nn.Module, freeze_bn: bool) -> None:
     """Training mode, with batch-norm layers left in eval mode when ``freeze_bn``."""
     model.train()
@@ -233,6 +244,7 @@ def train_mil(
         )
     torch.manual_seed(cfg.seed)
     model = build_mil_mobilenet(None if cfg.weights in (None, "none") else cfg.weights).to(device)
+    start_at_threshold(model, cfg.t)
     loss_fn = MilLoss(t=cfg.t, l2=cfg.l2)
     optimiser = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     scheduler = torch.optim.lr_scheduler.StepLR(optimiser, step_size=cfg.lr_step, gamma=0.5)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-import segmentation_models_pytorch as smp
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
 from histoprog.errors import InputError
 from histoprog.models.weights import TORCHVISION_FILES, WeightsSpec, load_weights, resolve_weights
+
+if TYPE_CHECKING:
+    import segmentation_models_pytorch as smp
 
 #: encoders whose ImageNet weights can be resolved offline (torchvision ResNet layouts)
 OFFLINE_IMAGENET_ENCODERS = tuple(k for k in TORCHVISION_FILES if k.startswith("resnet"))
@@ -31,6 +35,8 @@ def build_unet(
     Returns:
         The model in eval mode, with ``init_source`` and ``encoder_name`` attributes.
     """
+    import segmentation_models_pytorch as smp  # lazy: ~0.5 s, only jobs that build a U-net
+
     try:
         model = smp.Unet(
             encoder_name=encoder, encoder_weights=None, in_channels=in_channels, classes=1
