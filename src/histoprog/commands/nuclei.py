@@ -29,10 +29,10 @@ from histoprog.commands.stain import load_target
 from histoprog.data import SlideTiles
 from histoprog.errors import SlideError
 from histoprog.hcc.bags import Bag, build_bag, choose_bag, fit_stain, montage_indices, scaled_plan
+from histoprog.hcc.qc import nuclei_montage, save_png
 from histoprog.hcc.unet import check_tile_size
 from histoprog.io import read_json, save_figure, write_json
 from histoprog.models import load_checkpoint
-from histoprog.plots.hcc import nuclei_montage
 from histoprog.provenance import provenance
 from histoprog.slides import ReadPlan
 from histoprog.stain import VahadaneNormalizer
@@ -103,15 +103,15 @@ def run(args: argparse.Namespace) -> None:
         empty = np.zeros((0, args.tile_px, args.tile_px), np.uint8)
         Bag(empty[..., None].repeat(3, -1), empty, *(np.zeros(0, np.int64),) * 4).save(args.out_bag)
         figure = failure_figure(args.slide_id, failed["failed_stage"], failed["reason"])
+        save_figure(args.out_qc, figure, dpi=100)
     else:
         bag, info = run_result
         record.update(info, status=OK)
         bag.save(args.out_bag)
         pick = montage_indices(len(bag), args.qc_tiles)
-        figure = nuclei_montage(bag.tiles[pick], bag.heat[pick], f"slide {args.slide_id}")
+        save_png(args.out_qc, nuclei_montage(bag.tiles[pick], bag.heat[pick], args.slide_id))
     record["seconds"] = round(time.perf_counter() - started, 3)
     record["provenance"] = provenance(params)
-    save_figure(args.out_qc, figure, dpi=100)
     write_json(args.out_meta, record)
     log.info("slide %s: nuclei %s in %.2f s", args.slide_id, record["status"], record["seconds"])
 

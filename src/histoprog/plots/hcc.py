@@ -1,4 +1,4 @@
-"""HCC figures (METHODS 6): learning curves, the nuclei QC montage and the tile gallery.
+"""HCC figures (METHODS 6): learning curves and the tile gallery (nuclei QC: hcc.qc).
 
 Every function returns a matplotlib ``Figure`` built without pyplot; save it with
 :func:`histoprog.io.save_figure`.
@@ -56,23 +56,6 @@ def mil_curves(history: pd.DataFrame, title: str = "") -> Figure:
         ax.grid(alpha=0.3)
     _mark_best((ax_loss, ax_bce, ax_acc), history)
     ax_loss.legend(fontsize=8)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return fig
-
-
-def nuclei_montage(tiles: np.ndarray, heat: np.ndarray, title: str = "") -> Figure:
-    """Tiles (top row) above their nuclei heat maps (bottom row, 0-255)."""
-    n = max(1, len(tiles))
-    fig = Figure(figsize=(1.6 * n, 3.6))
-    axes = np.atleast_2d(fig.subplots(2, n, squeeze=False))
-    for i in range(len(tiles)):
-        axes[0, i].imshow(tiles[i])
-        axes[1, i].imshow(heat[i], cmap="magma", vmin=0, vmax=255)
-    for ax in axes.ravel():
-        ax.set_axis_off()
-    axes[0, 0].set_title("tile (Vahadane)", loc="left", fontsize=8)
-    axes[1, 0].set_title("nuclei heat map", loc="left", fontsize=8)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
