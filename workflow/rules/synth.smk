@@ -30,6 +30,8 @@ rule synth_patches:
         directory("demo_data/patches/{patch_set}"),
     log:
         "logs/synth_patches/{patch_set}.log",
+    # training waits for these: start them before per-slide jobs
+    priority: 10
     conda:
         "../../envs/slides.yaml"
     threads: 1

@@ -70,6 +70,8 @@ rule train_tissue:
         "logs/train_tissue/{stage}.log",
     benchmark:
         "logs/benchmarks/train_tissue/{stage}.tsv"
+    # the training chain is the critical path: start it before per-slide jobs
+    priority: 10
     conda:
         "../../envs/torch.yaml"
     threads: TISSUE["threads"] + TISSUE["workers"]
