@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,11 +15,13 @@ import pandas as pd
 import pytest
 import torch
 from conftest import shared_file
-from PIL import Image
+from PIL import Image, ImageColor
 
 from histoprog import data
 from histoprog.cli import main
 from histoprog.models import build_tissue_classifier, save_checkpoint
+from histoprog.plots.colours import class_colour
+from histoprog.plots.overlay import HEADER_PX, class_overlay
 from histoprog.sof import CLASSES
 from histoprog.stain import MacenkoNormalizer
 from histoprog.train import normalisation_record
@@ -129,7 +133,44 @@ def test_outputs_grid_and_overlay(slide_dir: Path, tmp_path: Path) -> None:
     assert params["model_sha256"] == counts["model"]["sha256"]
     assert "torch" in counts["provenance"]["versions"]
     with Image.open(tmp_path / "overlay.png") as overlay:
-        assert min(overlay.size) > 300
+        assert overlay.mode == "RGB" and min(overlay.size) > 300
+
+
+def test_overlay_tiles_carry_their_class_colour() -> None:
+    """Each tile's thumbnail pixels are blended with its class colour; no-tile cells are not."""
+    thumb = np.full((40, 60, 3), 200, dtype=np.uint8)  # level 0: x 1000..1600, y 500..900
+    grid = np.array([[0, -1, 6], [3, 2, -1]], dtype=np.int8)  # 200 px tiles from (1100, 500)
+    counts = {c: int((grid == i).sum()) for i, c in enumerate(CLASSES)}
+    image = class_overlay(
+        thumb, (1000, 500), 10.0, grid, (1100, 500), 200, CLASSES, counts, "slide s: 5 tiles"
+    )
+    assert isinstance(image, Image.Image) and image.mode == "RGB"
+    pixels = np.asarray(image).astype(int)
+    zoom = 512 // 60 + 1  # the 60 px thumbnail is enlarged to a long side of at least 512
+    top = HEADER_PX
+
+    def at(x: float, y: float) -> np.ndarray:  # the overlay pixel at a level-0 point
+        return pixels[top + int((y - 500) / 10 * zoom), int((x - 1000) / 10 * zoom)]
+
+    for (row, col), code in np.ndenumerate(grid):
+        x, y = 1100 + 200 * col + 60, 500 + 200 * row + 100  # in the tile (and thumbnail)
+        if code < 0:
+            assert (at(x, y) == 200).all()
+            continue
+        colour = np.array(ImageColor.getrgb(class_colour(CLASSES[code], int(code))))
+        assert np.abs(at(x, y) - (0.55 * 200 + 0.45 * colour)).max() <= 1, CLASSES[code]
+    assert (at(1050, 600) == 200).all()  # left of the grid: the thumbnail as it is
+    assert image.size[1] >= top + 40 * zoom and image.size[0] > 60 * zoom
+
+
+def test_classify_imports_neither_matplotlib_nor_sklearn() -> None:
+    """The per-slide stage runs for every slide: its import time matters."""
+    code = (
+        "import sys, histoprog.commands.classify; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'matplotlib', 'sklearn'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_rerun_is_skipped_unless_forced(slide_dir: Path, tmp_path: Path) -> None:

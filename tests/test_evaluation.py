@@ -16,7 +16,7 @@ from torch import nn
 from histoprog.errors import InputError
 from histoprog.evaluation import evaluate_predictions, predict
 from histoprog.io import save_figure
-from histoprog.plots.tissue import class_overlay, confusion_heatmap, learning_curves, roc_curves
+from histoprog.plots.tissue import confusion_heatmap, learning_curves, roc_curves
 from histoprog.stain import MacenkoNormalizer
 
 torch.set_num_threads(1)
@@ -103,15 +103,10 @@ def test_figures(tmp_path: Path) -> None:
             "best": [False, True, False],
         }
     )
-    grid = np.array([[-1, 0, 1], [2, 2, -1]])
-    thumb = np.full((20, 30, 3), 230, dtype=np.uint8)
     figures = {
         "roc.png": roc_curves(result),
         "confusion.png": confusion_heatmap(result),
         "curve.png": learning_curves(history, "test"),
-        "overlay.png": class_overlay(
-            thumb, (0, 300, 200, 0), grid, (0, 300, 200, 0), NAMES, {"A": 1, "B": 1, "C": 2}
-        ),
     }
     for name, figure in figures.items():
         assert isinstance(figure, Figure)

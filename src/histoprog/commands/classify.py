@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -44,9 +45,9 @@ from histoprog.data import (
     to_model_input,
 )
 from histoprog.errors import InputError, SlideError
-from histoprog.io import atomic_path, read_json, save_figure, write_json, write_tsv
+from histoprog.io import atomic_path, read_json, save_figure, save_image, write_json, write_tsv
 from histoprog.models import file_sha256, load_checkpoint
-from histoprog.plots.tissue import class_overlay
+from histoprog.plots.overlay import class_overlay
 from histoprog.progress import batch_len, log_progress
 from histoprog.provenance import provenance
 from histoprog.sof import CLASSES, NO_TILE
@@ -253,7 +254,7 @@ def run(args: argparse.Namespace) -> None:
     )
     write_tsv(args.out_classes, _classes_table(table, pred, labels))
     _save_grid(args.out_grid, grid)
-    save_figure(args.out_overlay, _overlay(args, tiles_meta, grid, counts), dpi=110)
+    save_image(args.out_overlay, _overlay(args, tiles_meta, grid, counts))
     record["seconds"] = round(time.perf_counter() - started, 3)
     record["provenance"] = provenance(params)
     write_json(args.out_counts, record)
@@ -349,8 +350,8 @@ def _classes_table(table: pd.DataFrame, pred: TilePredictions, labels: np.ndarra
 
 def _overlay(
     args: argparse.Namespace, tiles_meta: dict[str, Any], grid: np.ndarray, counts: dict[str, int]
-) -> Any:
-    """The class grid over a thumbnail of the slide."""
+) -> Image.Image:
+    """The class grid over a thumbnail of the slide (PIL; no matplotlib in this stage)."""
     info = slides.SlideInfo(**tiles_meta["slide"])
     long_side_um = max(info.bounds[2], info.bounds[3]) * info.mpp
     target_mpp = max(info.mpp, long_side_um / max(args.thumbnail_px, 16))
@@ -359,13 +360,12 @@ def _overlay(
         rgb, _, scale = slides.read_low_resolution(slide, info, target_mpp)
     finally:
         slide.close()
-    bx, by = info.bounds[:2]
-    thumb_extent = (bx, bx + rgb.shape[1] * scale, by + rgb.shape[0] * scale, by)
     g = tiles_meta["grid"]
-    ox, oy, step = g.get("origin_x", 0), g.get("origin_y", 0), g["step"]
-    grid_extent = (ox, ox + g["cols"] * step, oy + g["rows"] * step, oy)
+    grid_origin = (g.get("origin_x", 0), g.get("origin_y", 0))
     title = f"slide {args.slide_id}: {sum(counts.values())} tiles classified"
-    return class_overlay(rgb, thumb_extent, grid, grid_extent, CLASSES, counts, title)
+    return class_overlay(
+        rgb, info.bounds[:2], scale, grid, grid_origin, g["step"], CLASSES, counts, title
+    )
 
 
 def _write_failed(

@@ -15,22 +15,11 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
+from histoprog.plots.colours import CLASS_COLOURS
 from histoprog.sof import CLASSES, NON_TUMOUR_CLASSES
 
 if TYPE_CHECKING:
     from histoprog.survival import CalibrationResult, KMResult, TimeROCResult
-
-#: class colours, the same as ``histoprog.plots.tissue.CLASS_COLOURS`` (not imported from
-#: there: that module loads torch, too heavy for the per-slide ``sof`` jobs)
-CLASS_COLOURS: dict[str, str] = {
-    "BACK": "#d9d9d9",
-    "DEB": "#8c564b",
-    "HEP": "#ff7f0e",
-    "LYM": "#1f3fbf",
-    "MUC": "#17becf",
-    "STR": "#9467bd",
-    "TUM": "#d62728",
-}
 
 __all__ = [
     "km_axes",

@@ -1,40 +1,18 @@
-"""Tissue classifier figures (METHODS 3): learning curves, ROC, confusion, class overlay.
+"""Tissue classifier figures (METHODS 3): learning curves, ROC curves, confusion heat map.
 
 Every function returns a matplotlib ``Figure`` built without pyplot (no GUI backend, no
-global figure registry); save it with :func:`histoprog.io.save_figure`.
+global figure registry); save it with :func:`histoprog.io.save_figure`. The per-slide class
+overlay is drawn with PIL in :mod:`histoprog.plots.overlay`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-
 import numpy as np
 import pandas as pd
-from matplotlib import colormaps
-from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
-from matplotlib.patches import Patch
 
 from histoprog.evaluation import Evaluation
-
-#: colour of each tissue class in overlays and curves (classes of both training stages)
-CLASS_COLOURS: dict[str, str] = {
-    "ADI": "#f2e35c",
-    "BACK": "#d9d9d9",
-    "DEB": "#8c564b",
-    "HEP": "#ff7f0e",
-    "LYM": "#1f3fbf",
-    "MUC": "#17becf",
-    "MUS": "#e377c2",
-    "NORM": "#2ca02c",
-    "STR": "#9467bd",
-    "TUM": "#d62728",
-}
-
-
-def class_colour(name: str, index: int) -> str | tuple[float, ...]:
-    """The class's fixed colour, else a tab10 colour by index."""
-    return CLASS_COLOURS.get(name, colormaps["tab10"](index % 10))
+from histoprog.plots.colours import class_colour
 
 
 def learning_curves(history: pd.DataFrame, title: str = "") -> Figure:
@@ -108,61 +86,5 @@ def confusion_heatmap(evaluation: Evaluation, title: str = "") -> Figure:
     ax.set_ylabel("true class")
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of true class")
     ax.set_title(title or "confusion matrix (row-normalised)", fontsize=10)
-    fig.tight_layout()
-    return fig
-
-
-def class_overlay(
-    thumbnail: np.ndarray,
-    thumbnail_extent: tuple[float, float, float, float],
-    grid: np.ndarray,
-    grid_extent: tuple[float, float, float, float],
-    class_names: Sequence[str],
-    counts: Mapping[str, int] | None = None,
-    title: str = "",
-    alpha: float = 0.45,
-) -> Figure:
-    """Slide thumbnail with the class grid painted over it and a legend of class colours.
-
-    Args:
-        thumbnail: RGB uint8 low-resolution image of the slide.
-        thumbnail_extent: its (left, right, bottom, top) in level-0 pixels.
-        grid: rows x cols class indices (-1 = no tile, left transparent).
-        grid_extent: the grid's (left, right, bottom, top) in level-0 pixels.
-        class_names: grid value i = ``class_names[i]``.
-        counts: tiles per class, shown in the legend.
-        title: figure title.
-        alpha: opacity of the class colours.
-    """
-    colours = np.array([to_rgba(class_colour(n, i), alpha) for i, n in enumerate(class_names)])
-    layer = np.zeros((*grid.shape, 4))
-    tiled = grid >= 0
-    layer[tiled] = colours[grid[tiled]]
-    height, width = thumbnail.shape[:2]
-    fig = Figure(figsize=(7.5, max(2.5, 6.0 * height / max(width, 1))))
-    ax = fig.subplots()
-    ax.imshow(thumbnail, extent=thumbnail_extent, interpolation="bilinear")
-    ax.imshow(layer, extent=grid_extent, interpolation="nearest")
-    ax.set_xlim(thumbnail_extent[0], thumbnail_extent[1])
-    ax.set_ylim(thumbnail_extent[2], thumbnail_extent[3])
-    ax.set_axis_off()
-    handles = [
-        Patch(
-            facecolor=to_rgba(class_colour(n, i), 0.9),
-            edgecolor="black",
-            lw=0.5,
-            label=f"{n} ({counts.get(n, 0)})" if counts is not None else n,
-        )
-        for i, n in enumerate(class_names)
-    ]
-    ax.legend(
-        handles=handles,
-        loc="upper left",
-        bbox_to_anchor=(1.01, 1.0),
-        fontsize=8,
-        frameon=False,
-        title="class (tiles)" if counts is not None else "class",
-    )
-    ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig
