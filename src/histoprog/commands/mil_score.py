@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pandas as pd
@@ -51,7 +52,11 @@ def run(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     if args.threads:
         torch.set_num_threads(args.threads)
-    model, meta = load_checkpoint(args.model, expected_kind="mil", expected_in_channels=4)
+    failed = upstream_failure(read_json(args.nuclei_meta))
+    with ThreadPoolExecutor(1) as pool:  # decompress the bag while the model loads
+        pending = None if failed else pool.submit(Bag.load, args.bag)
+        model, meta = load_checkpoint(args.model, expected_kind="mil", expected_in_channels=4)
+        bag = None if pending is None else pending.result()
     cfg = meta["config"]
     record: dict[str, Any] = {
         "slide_id": args.slide_id,
@@ -60,12 +65,10 @@ def run(args: argparse.Namespace) -> None:
         "p": cfg["p"],
         "model": {"path": args.model, "sha256": meta["sha256"]},
     }
-    failed = upstream_failure(read_json(args.nuclei_meta))
     tiles = pd.DataFrame(columns=list(TILE_COLUMNS))
-    if failed:
+    if bag is None:
         record.update(failed)
     else:
-        bag = Bag.load(args.bag)
         device = select_device(args.device)
         scored = score_bag(
             model,
