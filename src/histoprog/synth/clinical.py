@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -36,6 +36,7 @@ __all__ = [
     "hcc_patient",
     "hcc_design",
     "atypia_of",
+    "hcc_model",
 ]
 
 TRUE_THRESHOLDS: dict[str, float] = {c: 2.0 for c in ("STR", "LYM", "HEP", "MUC", "DEB")}
@@ -183,9 +184,14 @@ def draw_survival(
     return t, int(t_event <= t_censor), lp
 
 
-def atypia_of(risk: float) -> float:
-    """Nuclear atypia (0-1) of HCC tumour tiles for a latent risk: logistic(1.3 risk)."""
-    return 1.0 / (1.0 + math.exp(-1.3 * risk))
+def atypia_of(risk: float, slope: float = 1.3) -> float:
+    """Nuclear atypia (0-1) of HCC tumour tiles for a latent risk: logistic(slope risk)."""
+    return 1.0 / (1.0 + math.exp(-slope * risk))
+
+
+def hcc_model(risk_effect: float = 1.0) -> SurvivalModel:
+    """The planted HCC model with ``risk_effect`` as the latent risk's log hazard ratio."""
+    return replace(HCC_MODEL, coefficients={**HCC_MODEL.coefficients, "risk": risk_effect})
 
 
 def hcc_patient(rng: np.random.Generator) -> tuple[float, dict[str, float | int | str]]:

@@ -34,7 +34,6 @@ from histoprog.io import atomic_path, write_json, write_tsv
 from histoprog.sof import QC_COLUMNS, RegionParams, compute_sofs, sof_columns
 from histoprog.synth.clinical import (
     CRLM_MODEL,
-    HCC_MODEL,
     TRUE_THRESHOLDS,
     atypia_of,
     crlm_clinical,
@@ -42,6 +41,7 @@ from histoprog.synth.clinical import (
     crs_points,
     draw_survival,
     hcc_design,
+    hcc_model,
     hcc_patient,
 )
 from histoprog.synth.layout import make_grid, sample_latent
@@ -86,7 +86,7 @@ def make_patient(spec: CohortSpec, index: int) -> Patient:
     if spec.kind == "hcc":
         risk, clin = hcc_patient(rng_for(spec.seed, "clinical", index))
         design = hcc_design(risk, clin)
-        model = HCC_MODEL
+        model = hcc_model(spec.risk_effect)
     else:
         clin = crlm_clinical(rng_for(spec.seed, "clinical", index))
         design = {k: float(v) for k, v in crlm_design(sofs, clin, CRLM_MODEL).items()}
@@ -135,7 +135,7 @@ class _Banks:
         bank = self.get(mpp)
         if patient.risk is None:
             return bank
-        atypia = atypia_of(patient.risk)
+        atypia = atypia_of(patient.risk, self.spec.atypia_slope)
         side = bank.sheet_px
         sheets = [
             render_texture(
@@ -243,7 +243,7 @@ def generate_cohort(
                 "stain_e": " ".join(f"{v:.6f}" for v in stain.vectors[1]),
             }
         )
-        model = HCC_MODEL if spec.kind == "hcc" else CRLM_MODEL
+        model = hcc_model(spec.risk_effect) if spec.kind == "hcc" else CRLM_MODEL
         clin_rows.append(
             {
                 "patient_id": p.patient_id,
@@ -255,7 +255,7 @@ def generate_cohort(
         sof_rows.append({"slide_id": p.patient_id, "patient_id": p.patient_id, **p.sofs})
         extra: dict[str, Any] = {}
         if p.risk is not None:
-            extra = {"risk": p.risk, "atypia": atypia_of(p.risk)}
+            extra = {"risk": p.risk, "atypia": atypia_of(p.risk, spec.atypia_slope)}
         else:
             extra = {"crs": crs_points(p.clinical)}
         pat_rows.append(
@@ -280,7 +280,7 @@ def generate_cohort(
         if progress is not None:
             progress(i + 1, spec.n_patients)
 
-    model = HCC_MODEL if spec.kind == "hcc" else CRLM_MODEL
+    model = hcc_model(spec.risk_effect) if spec.kind == "hcc" else CRLM_MODEL
     clinical = pd.DataFrame(clin_rows)
     write_tsv(out / "slides.tsv", pd.DataFrame(slide_rows))
     write_tsv(out / "clinical.tsv", clinical)
@@ -313,7 +313,7 @@ def generate_cohort(
                 "sofs": "truth/sofs.tsv = histoprog.sof.compute_sofs(grid, thresholds)",
                 "design": "x = 1(sof > cutpoint) for each model cutpoint; crs_high = CRS >= 3"
                 if spec.kind == "crlm"
-                else "risk ~ N(0,1); tumour nuclear atypia = logistic(1.3 risk)",
+                else f"risk ~ N(0,1); tumour nuclear atypia = logistic({spec.atypia_slope:g} risk)",
             },
         },
     )

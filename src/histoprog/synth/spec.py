@@ -17,6 +17,8 @@ Keys (defaults in brackets)::
     stain_jitter: 1.0               # 0 = reference H&E for every slide [1.0]
     texture_variants: 4             # texture sheets per class [4]
     bad_slides: {3: no_mpp}         # patient number (1-based) -> kind [none]
+    risk_effect: 1.0                # HCC: log hazard ratio per SD of the latent risk [1.0]
+    atypia_slope: 1.3               # HCC: tumour atypia = logistic(slope x risk) [1.3]
 
 Bad-slide kinds: ``corrupt`` (the file is garbage bytes), ``missing`` (listed but not
 written), ``no_mpp`` (no resolution, no AppMag, mpp column empty: must fail with a
@@ -58,6 +60,8 @@ _KNOWN = {
     "stain_jitter",
     "texture_variants",
     "bad_slides",
+    "risk_effect",
+    "atypia_slope",
 }
 _ID_RE = re.compile(r"^[A-Za-z0-9_.-]*$")
 
@@ -82,6 +86,8 @@ class CohortSpec:
     stain_jitter: float = 1.0
     texture_variants: int = 4
     bad_slides: dict[int, str] = field(default_factory=dict)
+    risk_effect: float = 1.0
+    atypia_slope: float = 1.3
 
     def as_dict(self) -> dict[str, Any]:
         """JSON/YAML-friendly form (tuples as lists, string keys)."""
@@ -120,6 +126,17 @@ def _int(where: str, key: str, value: Any, lo: int, hi: int | None = None) -> in
         rng = f">= {lo}" if hi is None else f"in {lo}..{hi}"
         raise _fail(where, key, f"must be {rng}, got {value}", f"use a value {rng}")
     return value
+
+
+_SIGNAL = {"risk_effect": 1.0, "atypia_slope": 1.3}
+"""Planted-signal keys and their defaults (HCC: the latent risk's hazard and image effects)."""
+
+
+def _number(where: str, key: str, value: Any, lo: float, hi: float) -> float:
+    """Validate a number in [lo, hi]."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
+        raise _fail(where, key, f"must be a number in {lo}..{hi}, got {value!r}", f"{key}: 1.0")
+    return float(value)
 
 
 def _range(where: str, key: str, value: Any) -> tuple[int, int]:
@@ -261,6 +278,7 @@ def parse_spec(data: Any, where: str = "spec") -> CohortSpec:
                 f"use one of {list(BAD_KINDS)}",
             )
         bad[num] = v
+    signal = {key: _number(where, key, data.get(key, d), 0, 10) for key, d in _SIGNAL.items()}
     return CohortSpec(
         name=name,
         n_patients=n,
@@ -278,6 +296,7 @@ def parse_spec(data: Any, where: str = "spec") -> CohortSpec:
         stain_jitter=float(jitter),
         texture_variants=variants,
         bad_slides=bad,
+        **signal,
     )
 
 
