@@ -6,10 +6,12 @@ import pytest
 from lifelines import CoxPHFitter
 from lifelines.statistics import logrank_test
 
+from histoprog.errors import InputError
 from histoprog.synth.clinical import (
     CRLM_MODEL,
     HCC_MODEL,
     crlm_clinical,
+    crlm_model,
     crs_points,
     draw_survival,
     hcc_design,
@@ -110,3 +112,13 @@ def test_planted_hcc_model_is_recovered():
     good = ((df.event == 0) & (df.time >= 48)).mean()
     poor = ((df.event == 1) & (df.time < 19.2)).mean()
     assert good > 0.15 and poor > 0.15
+
+
+def test_sof_effect_scales_the_planted_sof_coefficients_only():
+    scaled = crlm_model(2.5).coefficients
+    for term, beta in CRLM_MODEL.coefficients.items():
+        assert scaled[term] == pytest.approx(beta if term == "crs_high" else 2.5 * beta)
+    spec = {"name": "c", "n_patients": 2, "seed": 1}
+    assert parse_spec({**spec, "sof_effect": 2.5}).sof_effect == 2.5
+    with pytest.raises(InputError, match="sof_effect"):
+        parse_spec({**spec, "sof_effect": -1})

@@ -37,6 +37,7 @@ __all__ = [
     "hcc_design",
     "atypia_of",
     "hcc_model",
+    "crlm_model",
 ]
 
 TRUE_THRESHOLDS: dict[str, float] = {c: 2.0 for c in ("STR", "LYM", "HEP", "MUC", "DEB")}
@@ -187,6 +188,18 @@ def draw_survival(
 def atypia_of(risk: float, slope: float = 1.3) -> float:
     """Nuclear atypia (0-1) of HCC tumour tiles for a latent risk: logistic(slope risk)."""
     return 1.0 / (1.0 + math.exp(-slope * risk))
+
+
+def crlm_model(sof_effect: float = 1.0) -> SurvivalModel:
+    """The planted CRLM model with its SOF log hazard ratios multiplied by ``sof_effect``.
+
+    The CRS coefficient is kept. 1.0 needs ~60 + 60 patients to find the planted SOFs; the
+    demo and the planted-truth test use 2.5 with 40 + 40.
+    """
+    coefficients = {
+        k: v if k == "crs_high" else v * sof_effect for k, v in CRLM_MODEL.coefficients.items()
+    }
+    return replace(CRLM_MODEL, coefficients=coefficients)
 
 
 def hcc_model(risk_effect: float = 1.0) -> SurvivalModel:

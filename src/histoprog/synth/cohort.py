@@ -33,11 +33,11 @@ from histoprog import __version__
 from histoprog.io import atomic_path, write_json, write_tsv
 from histoprog.sof import QC_COLUMNS, RegionParams, compute_sofs, sof_columns
 from histoprog.synth.clinical import (
-    CRLM_MODEL,
     TRUE_THRESHOLDS,
     atypia_of,
     crlm_clinical,
     crlm_design,
+    crlm_model,
     crs_points,
     draw_survival,
     hcc_design,
@@ -89,8 +89,8 @@ def make_patient(spec: CohortSpec, index: int) -> Patient:
         model = hcc_model(spec.risk_effect)
     else:
         clin = crlm_clinical(rng_for(spec.seed, "clinical", index))
-        design = {k: float(v) for k, v in crlm_design(sofs, clin, CRLM_MODEL).items()}
-        model = CRLM_MODEL
+        model = crlm_model(spec.sof_effect)
+        design = {k: float(v) for k, v in crlm_design(sofs, clin, model).items()}
     t, e, lp = draw_survival(design, model, rng_for(spec.seed, "survival", index))
     return Patient(
         index,
@@ -243,7 +243,7 @@ def generate_cohort(
                 "stain_e": " ".join(f"{v:.6f}" for v in stain.vectors[1]),
             }
         )
-        model = hcc_model(spec.risk_effect) if spec.kind == "hcc" else CRLM_MODEL
+        model = hcc_model(spec.risk_effect) if spec.kind == "hcc" else crlm_model(spec.sof_effect)
         clin_rows.append(
             {
                 "patient_id": p.patient_id,
@@ -280,7 +280,7 @@ def generate_cohort(
         if progress is not None:
             progress(i + 1, spec.n_patients)
 
-    model = hcc_model(spec.risk_effect) if spec.kind == "hcc" else CRLM_MODEL
+    model = hcc_model(spec.risk_effect) if spec.kind == "hcc" else crlm_model(spec.sof_effect)
     clinical = pd.DataFrame(clin_rows)
     write_tsv(out / "slides.tsv", pd.DataFrame(slide_rows))
     write_tsv(out / "clinical.tsv", clinical)

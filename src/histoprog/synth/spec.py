@@ -17,6 +17,7 @@ Keys (defaults in brackets)::
     stain_jitter: 1.0               # 0 = reference H&E for every slide [1.0]
     texture_variants: 4             # texture sheets per class [4]
     bad_slides: {3: no_mpp}         # patient number (1-based) -> kind [none]
+    sof_effect: 1.0                 # CRLM: multiplies the planted SOF log hazard ratios [1.0]
     risk_effect: 1.0                # HCC: log hazard ratio per SD of the latent risk [1.0]
     atypia_slope: 1.3               # HCC: tumour atypia = logistic(slope x risk) [1.3]
 
@@ -62,6 +63,7 @@ _KNOWN = {
     "bad_slides",
     "risk_effect",
     "atypia_slope",
+    "sof_effect",
 }
 _ID_RE = re.compile(r"^[A-Za-z0-9_.-]*$")
 
@@ -88,6 +90,7 @@ class CohortSpec:
     bad_slides: dict[int, str] = field(default_factory=dict)
     risk_effect: float = 1.0
     atypia_slope: float = 1.3
+    sof_effect: float = 1.0
 
     def as_dict(self) -> dict[str, Any]:
         """JSON/YAML-friendly form (tuples as lists, string keys)."""
@@ -128,8 +131,9 @@ def _int(where: str, key: str, value: Any, lo: int, hi: int | None = None) -> in
     return value
 
 
-_SIGNAL = {"risk_effect": 1.0, "atypia_slope": 1.3}
-"""Planted-signal keys and their defaults (HCC: the latent risk's hazard and image effects)."""
+_SIGNAL = {"risk_effect": 1.0, "atypia_slope": 1.3, "sof_effect": 1.0}
+"""Planted-signal keys and their defaults (HCC: the latent risk's hazard and image effects;
+CRLM: the SOF effect multiplier)."""
 
 
 def _number(where: str, key: str, value: Any, lo: float, hi: float) -> float:
