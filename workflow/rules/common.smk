@@ -96,18 +96,16 @@ def cohort_slide_outputs(cohort, name):
 
 def all_targets():
     """What `snakemake` makes by default: for CRLM cohorts the slide status table, the
-    tissue models, class grids and sof.tsv; for HCC cohorts mil.tsv (which lists failed
-    slides with their reason) and, when a training cohort exists, the HCC analysis.
-
-    The CRLM survival analysis is asked for by its target
-    (results/analysis/crlm/model.json); it joins the default target once the demo's
-    planted features validate (see README).
+    tissue models, class grids, sof.tsv and, when a discovery cohort exists, the CRLM
+    survival analysis (results/analysis/crlm/); for HCC cohorts mil.tsv (which lists
+    failed slides with their reason) and, when a training cohort exists, the HCC analysis.
     """
     crlm = [c for c in COHORTS.index if COHORTS.loc[c, "pipeline"] == "crlm"]
     return (
         [f"results/{cohort}/slide_status.tsv" for cohort in SLIDES if cohort in crlm]
         + TISSUE_TARGETS
         + [f"results/{cohort}/sof.tsv" for cohort in crlm if cohort in SLIDES]
+        + ([f"{CRLM_OUT}/model.json"] if CRLM_DISCOVERY else [])
         + HCC_TARGETS
     )
 
