@@ -101,14 +101,16 @@ def test_crop_larger_than_images(tmp_path: Path) -> None:
 def test_monuseg_brief_training() -> None:
     """A short U-net training on the real MoNuSeg pairs (skipped when absent).
 
-    8 pairs at 0.25 mpp; crops of 512 px resized to 224 (the HCC tile scale) would be slow
-    on CPU, so 128-px crops of 292-px windows (same scale), resnet18, 4 epochs.
+    8 pairs at 0.25 mpp, 2 held out (seed 0); crops of 512 px resized to 224 (the HCC tile
+    scale) would be slow on CPU, so 128-px crops of 292-px windows (same scale), 16 per
+    image and epoch, resnet18 from random init, Adam lr 1e-3, 5 epochs: held-out Dice
+    0.767 (8 epochs: 0.791; the earlier 4 epochs of 8 crops at lr 3e-3: 0.569).
     """
     root = shared_file("nuclei", "images").parent
     cfg = UnetConfig(
-        encoder="resnet18", weights=None, epochs=4, crop=128, crops_per_image=8,
-        batch_size=8, lr=3e-3, val_fraction=0.25, seed=0,
+        encoder="resnet18", weights=None, epochs=5, crop=128, crops_per_image=16,
+        batch_size=8, lr=1e-3, val_fraction=0.25, seed=0,
     )  # fmt: skip
     result = train_unet(root, cfg)
     print(f"MoNuSeg held-out Dice: {result.best_val_dice:.3f} ({result.val_images})")
-    assert result.best_val_dice > 0.5
+    assert result.best_val_dice > 0.7
