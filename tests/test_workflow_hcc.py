@@ -4,7 +4,7 @@ Generated data (``histoprog synth``, the demo's HCC spec: 20x, 16 x 16 grids, pl
 signal ``risk_effect: 2.0``, ``atypia_slope: 2.5``): a training cohort of 24 patients
 (seed 20240611; 17 labelled: 9 good, 8 poor) and a test cohort of 20 patients (seed
 20240613), plus 8 generated nucleus image/mask pairs (256 px at 1 um/px, seed 21). The
-settings are the demo overlay's (config/demo.yaml: 64-px tiles, resnet18 U-net for 4
+settings are the demo overlay's (config/demo.yaml: 64-px tiles, resnet18 U-net for 3
 epochs, 16-tile bags, MobileNetV2 from random init, 20 epochs at lr 3e-4, L2 1e-5, seed
 0); the MIL score trained on the training cohort must separate the test cohort's
 recurrence-free survival: log-rank p < 0.05 between S >= t and S < t, hazard ratio > 1.
