@@ -96,12 +96,7 @@ rule nuclei:
     output:
         bag="results/{cohort}/slides/{slide}/nuclei.npz",
         meta="results/{cohort}/slides/{slide}/nuclei.json",
-        qc=report(
-            "results/{cohort}/slides/{slide}/nuclei_qc.png",
-            caption="../report/hcc_nuclei_qc.rst",
-            category="QC: nuclei heat maps",
-            subcategory="{cohort}",
-        ),
+        qc="results/{cohort}/slides/{slide}/nuclei_qc.png",
     log:
         "logs/nuclei/{cohort}/{slide}.log",
     benchmark:

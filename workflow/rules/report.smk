@@ -10,9 +10,11 @@ REPORT_SLIDES = {
 REPORT_TARGETS = [
     f"results/{cohort}/report/{figure}"
     for cohort in SLIDES
-    for figure in (
-        ["tissue_mask", "stain_qc"]
-        + (["overlay", "sof"] if COHORTS.loc[cohort, "pipeline"] == "crlm" else [])
+    for figure in ["tissue_mask"]
+    + (
+        ["stain_qc", "overlay", "sof"]
+        if COHORTS.loc[cohort, "pipeline"] == "crlm"
+        else ["nuclei_qc"]
     )
     if REPORT_SLIDES[cohort]
 ]
@@ -25,14 +27,11 @@ REPORT_COPY = (
 
 
 rule report_qc_sample:
-    """Tissue-mask and stain QC figures of the cohort's first slides, for the report."""
+    """Tissue-mask figures of the cohort's first slides, for the report."""
     input:
         masks=lambda wc: [
             f"{slide_dir(wc.cohort, s)}/tissue_mask.png"
             for s in REPORT_SLIDES[wc.cohort]
-        ],
-        stain=lambda wc: [
-            f"{slide_dir(wc.cohort, s)}/stain_qc.png" for s in REPORT_SLIDES[wc.cohort]
         ],
     output:
         masks=report(
@@ -40,13 +39,6 @@ rule report_qc_sample:
             patterns=["{slide}.png"],
             caption="../report/tissue_mask.rst",
             category="Tile QC",
-            subcategory="{cohort}",
-        ),
-        stain=report(
-            directory("results/{cohort}/report/stain_qc"),
-            patterns=["{slide}.png"],
-            caption="../report/stain_qc.rst",
-            category="Stain QC",
             subcategory="{cohort}",
         ),
     log:
@@ -57,15 +49,18 @@ rule report_qc_sample:
     threads: 1
     params:
         slides=lambda wc: REPORT_SLIDES[wc.cohort],
-        files="tissue_mask stain_qc",
-        dirs=lambda wc, output: f"{output.masks} {output.stain}",
+        files="tissue_mask",
+        dirs=lambda wc, output: output.masks,
     shell:
         REPORT_COPY
 
 
 rule report_crlm_sample:
-    """Class overlays and SOF figures of the CRLM cohort's first slides, for the report."""
+    """Stain QC, class overlays and SOF figures of a CRLM cohort's first slides."""
     input:
+        stain=lambda wc: [
+            f"{slide_dir(wc.cohort, s)}/stain_qc.png" for s in REPORT_SLIDES[wc.cohort]
+        ],
         overlays=lambda wc: [
             f"{slide_dir(wc.cohort, s)}/overlay.png" for s in REPORT_SLIDES[wc.cohort]
         ],
@@ -73,6 +68,13 @@ rule report_crlm_sample:
             f"{slide_dir(wc.cohort, s)}/sof.png" for s in REPORT_SLIDES[wc.cohort]
         ],
     output:
+        stain=report(
+            directory("results/{cohort}/report/stain_qc"),
+            patterns=["{slide}.png"],
+            caption="../report/stain_qc.rst",
+            category="Stain QC",
+            subcategory="{cohort}",
+        ),
         overlays=report(
             directory("results/{cohort}/report/overlay"),
             patterns=["{slide}.png"],
@@ -95,7 +97,36 @@ rule report_crlm_sample:
     threads: 1
     params:
         slides=lambda wc: REPORT_SLIDES[wc.cohort],
-        files="overlay sof",
-        dirs=lambda wc, output: f"{output.overlays} {output.sof}",
+        files="stain_qc overlay sof",
+        dirs=lambda wc, output: f"{output.stain} {output.overlays} {output.sof}",
+    shell:
+        REPORT_COPY
+
+
+rule report_hcc_sample:
+    """Nuclei heat-map QC montages of an HCC cohort's first slides, for the report."""
+    input:
+        qc=lambda wc: [
+            f"{slide_dir(wc.cohort, s)}/nuclei_qc.png"
+            for s in REPORT_SLIDES[wc.cohort]
+        ],
+    output:
+        qc=report(
+            directory("results/{cohort}/report/nuclei_qc"),
+            patterns=["{slide}.png"],
+            caption="../report/hcc_nuclei_qc.rst",
+            category="Nuclei QC",
+            subcategory="{cohort}",
+        ),
+    log:
+        "logs/report_hcc_sample/{cohort}.log",
+    localrule: True
+    conda:
+        "../../envs/slides.yaml"
+    threads: 1
+    params:
+        slides=lambda wc: REPORT_SLIDES[wc.cohort],
+        files="nuclei_qc",
+        dirs=lambda wc, output: output.qc,
     shell:
         REPORT_COPY
