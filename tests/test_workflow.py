@@ -240,8 +240,11 @@ def test_lint_and_default_dry_run_lists_every_demo_slide():
         parts = line.split()
         if len(parts) == 2 and parts[1].isdigit():
             counts[parts[0]] = int(parts[1])
-    n_slides = sum(
-        len(pd.read_csv(ROOT / f"config/demo/{c}_slides.tsv", sep="\t"))
-        for c in ("discovery", "validation")
-    )
-    assert counts.get("tile") == n_slides == counts.get("stain"), counts
+    cohorts = pd.read_csv(ROOT / "config/cohorts.tsv", sep="\t")
+    slides = {
+        pipeline: sum(len(pd.read_csv(ROOT / sheet, sep="\t")) for sheet in group["slides"])
+        for pipeline, group in cohorts.groupby("pipeline")
+    }
+    assert counts.get("tile") == slides["crlm"] + slides["hcc"], counts
+    assert counts.get("stain") == counts.get("classify") == slides["crlm"], counts
+    assert counts.get("nuclei") == counts.get("mil_score") == slides["hcc"], counts
