@@ -46,21 +46,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_stain_arguments(parser)
     parser.add_argument("--tile-px", type=int, default=None, help="resize patches to this size")
+    jitter = ScannerJitter()  # its defaults are the CLI's
     parser.add_argument(
         "--jitter-stain-sigma",
         type=float,
-        default=0.05,
+        default=jitter.stain_sigma,
         help="HED stain jitter of training patches (0 = none)",
     )
     parser.add_argument(
         "--jitter-filters",
-        default="lanczos,box,bilinear",
+        default=",".join(jitter.filters),
         help="resampling filters drawn from when resizing training patches (comma-separated)",
     )
     parser.add_argument(
         "--jitter-jpeg-probability",
         type=float,
-        default=0.5,
+        default=jitter.jpeg_probability,
         help="chance of a JPEG round trip per training patch (0 = never)",
     )
     parser.add_argument("--epochs", type=int, default=30)
