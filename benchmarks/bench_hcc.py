@@ -3,9 +3,8 @@
 Generates one HCC slide (``histoprog synth``, 40x), tiles it at 512 px / 0.25 mpp, then
 times
 
-* ``nuclei`` (whole stage after imports, scikit-learn's included: bag selection, slide-level
-  Vahadane fit, tile reading + normalisation in a worker, U-net heat maps, npz + QC
-  writing) against the
+* ``nuclei`` (whole stage after imports: bag selection, slide-level Vahadane fit, tile
+  reading + normalisation in a worker, U-net heat maps, npz + QC writing) against the
   U-net's forward pass alone on random 224-px tensors, same batch size and threads;
 * ``mil_score`` (bag loading, 4-channel input, MobileNetV2 logits, score) against the
   MobileNetV2's forward pass alone on random 4-channel tensors.
@@ -85,8 +84,6 @@ def main() -> None:
     save_checkpoint(root / "mil.pt", mil, kind="mil", architecture={"in_channels": 4},
                     class_names=None, normalisation={"mean": [0.5] * 4, "std": [0.5] * 4},
                     config={"t": 0.4457, "p": 3}, metrics={})  # fmt: skip
-    # imported lazily by the Vahadane fit; a job pays it at start, like the stage's imports
-    importlib.import_module("sklearn.decomposition")
     common = ["--threads", a.threads, "--device", "cpu", "--batch-size", a.batch]
     nuclei_s = stage("nuclei", "--slide", slide, "--slide-id", "B-001", "--tiles",
                      d / "tiles.tsv", "--tiles-meta", d / "tiles.json", "--model",
