@@ -225,3 +225,20 @@ def test_collinear_and_unknown_columns(small):
         coxph(small, "time", "event", ["nope"])
     with pytest.raises(InputError, match="ties"):
         coxph(small, "time", "event", ["x"], ties="exact")  # type: ignore[arg-type]
+
+
+def test_separating_covariate_gets_nan_coefficient_not_a_crash():
+    # every event in group x = 1, none in x = 0: the partial likelihood rises for ever in x
+    rng = np.random.default_rng(0)
+    x = np.repeat([0.0, 1.0], 20)
+    data = pd.DataFrame(
+        {
+            "t": rng.uniform(1, 50, 40),
+            "e": x.astype(int),
+            "x": x,
+            "z": rng.normal(size=40),
+        }
+    )
+    fit = coxph(data, "t", "e", ["x", "z"])
+    assert np.isnan(fit.coef[0]) and fit.se[0] == 0
+    assert np.isfinite(fit.coef[1]) and fit.se[1] > 0

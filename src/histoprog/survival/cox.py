@@ -342,6 +342,38 @@ def _check_collinear(x: np.ndarray, names: Sequence[str]) -> None:
         rank = r
 
 
+def _information_inverse(
+    info: np.ndarray, toler: float = np.finfo(float).eps ** 0.75
+) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse of the information matrix as R's ``cholesky2`` + ``chinv2`` (``toler.chol``).
+
+    A column whose Cholesky pivot falls below ``toler`` times the largest diagonal element
+    is singular (an infinite coefficient: a covariate that separates the events, or an
+    aliased one); its row and column of the inverse are 0 and ``coxph`` reports its
+    coefficient as NaN, as R reports NA.
+
+    Returns:
+        (inverse, singular mask).
+    """
+    p = info.shape[0]
+    diag = np.diag(info)
+    eps = toler * (float(diag.max()) if p and diag.max() > 0 else 1.0)
+    work = info.astype(float).copy()
+    singular = np.zeros(p, dtype=bool)
+    for i in range(p):
+        pivot = work[i, i]
+        if not np.isfinite(pivot) or pivot < eps:
+            singular[i] = True
+            continue
+        below = work[i + 1 :, i] / pivot
+        work[i + 1 :, i + 1 :] -= np.outer(below, work[i, i + 1 :])
+    inverse = np.zeros((p, p))
+    keep = ~singular
+    if keep.any():
+        inverse[np.ix_(keep, keep)] = np.linalg.inv(info[np.ix_(keep, keep)])
+    return inverse, singular
+
+
 def coxph(
     data: pd.DataFrame,
     time: str,
@@ -372,7 +404,10 @@ def coxph(
         with_concordance: also compute Harrell's C (O(n^2) pairs).
 
     Returns:
-        A :class:`CoxResult`.
+        A :class:`CoxResult`. A coefficient whose information vanishes is NaN with SE 0
+        (R's NA for a singular column): an infinite coefficient, a covariate that
+        separates the events (R, which stops iterating earlier, often reports a huge
+        coefficient with its warning "coefficient may be infinite" instead).
 
     Raises:
         InputError: bad columns, times or events (see ``_data.check_survival_data``), or
@@ -388,12 +423,12 @@ def coxph(
     fit = _newton(
         _make_strata(sd.time, sd.event, xc, sd.strata), sd.x.shape[1], ties, None, max_iter, tol
     )
-    vcov = np.linalg.inv(fit.info)
+    vcov, singular = _information_inverse(fit.info)
     lp = sd.x @ fit.beta
     conc = concordance(sd.time, sd.event, lp, strata=sd.strata) if with_concordance else None
     return CoxResult(
         terms=sd.covariates,
-        coef=fit.beta,
+        coef=np.where(singular, np.nan, fit.beta),
         se=np.sqrt(np.diag(vcov)),
         vcov=vcov,
         loglik_null=fit.loglik_init,
