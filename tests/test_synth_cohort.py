@@ -123,8 +123,7 @@ def test_truth_sofs_equal_compute_sofs_on_the_saved_grid(cohort):
     assert truth["seed"] == 3 and truth["spec"]["n_patients"] == 5
     assert set(truth["model"]["coefficients"]) == {
         "overall_DEB_high",
-        "interaction_HEP_high",
-        "interaction_LYM_high",
+        "overall_LYM_high",
         "crs_high",
     }
     patients = pd.read_csv(cohort / "truth" / "patients.tsv", sep="\t")

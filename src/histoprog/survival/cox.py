@@ -342,6 +342,12 @@ def _check_collinear(x: np.ndarray, names: Sequence[str]) -> None:
         rank = r
 
 
+R_EPS = 1e-9
+"""R's ``coxph.control()$eps``: used only for fits with an infinite coefficient."""
+R_ITER_MAX = 20
+"""R's ``coxph.control()$iter.max``."""
+
+
 def _information_inverse(
     info: np.ndarray, toler: float = np.finfo(float).eps ** 0.75
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -404,10 +410,11 @@ def coxph(
         with_concordance: also compute Harrell's C (O(n^2) pairs).
 
     Returns:
-        A :class:`CoxResult`. A coefficient whose information vanishes is NaN with SE 0
-        (R's NA for a singular column): an infinite coefficient, a covariate that
-        separates the events (R, which stops iterating earlier, often reports a huge
-        coefficient with its warning "coefficient may be infinite" instead).
+        A :class:`CoxResult`. When a coefficient runs off to infinity (a covariate that
+        separates the events: its information vanishes at ``tol``), the fit is redone
+        with R's own stopping rule (eps 1e-9, 20 iterations), which stops it at a large
+        finite value as R's ``coxph`` does ("coefficient may be infinite"); a column
+        still singular then (aliased) gets a NaN coefficient and SE 0, as R's NA.
 
     Raises:
         InputError: bad columns, times or events (see ``_data.check_survival_data``), or
@@ -420,10 +427,15 @@ def coxph(
     )
     _check_collinear(sd.x, sd.covariates)
     xc = sd.x - sd.x.mean(axis=0)
-    fit = _newton(
-        _make_strata(sd.time, sd.event, xc, sd.strata), sd.x.shape[1], ties, None, max_iter, tol
-    )
+    strata_ = _make_strata(sd.time, sd.event, xc, sd.strata)
+    fit = _newton(strata_, sd.x.shape[1], ties, None, max_iter, tol)
     vcov, singular = _information_inverse(fit.info)
+    if singular.any():
+        # A coefficient ran off to infinity (monotone likelihood). R stops such a fit at
+        # its own tolerance (coxph.control: eps 1e-9, iter.max 20) with a large finite
+        # coefficient and the warning "coefficient may be infinite"; do the same.
+        fit = _newton(strata_, sd.x.shape[1], ties, None, R_ITER_MAX, R_EPS)
+        vcov, singular = _information_inverse(fit.info)
     lp = sd.x @ fit.beta
     conc = concordance(sd.time, sd.event, lp, strata=sd.strata) if with_concordance else None
     return CoxResult(

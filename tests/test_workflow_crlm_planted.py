@@ -1,0 +1,129 @@
+"""The CRLM path from slides against planted truth (issues 3 and 4): one real snakemake run.
+
+Settings are the demo's (`config/demo.yaml`: ResNet18 from random init, 112 um tiles read
+at 1 um/px, per-tile Macenko, scanner jitter, its crlm analysis keys). Generated data: the
+training patches of the workflow's `synth_patches` rule (80 / 120 / 40 per class), a
+discovery cohort (seed 7) and a validation cohort (seed 8) of 40 patients each (16 x 16
+grids, SVS and TIFF, 20x and 40x, so tiles come from level 0 and from pyramid levels),
+survival planted on overall_DEB_high (+), overall_LYM_high (-) and CRS high
+(`histoprog.synth.clinical.CRLM_MODEL`, SOF effects x 2: `sof_effect: 2.0`). The run goes
+synth_patches -> two-stage training -> evaluation -> tile -> stain -> classify -> sof ->
+GMM thresholds -> CRLM analysis.
+
+Checks: the pooled class grids agree with the planted grids on >= 95 % of tiles (issue 3);
+the stepwise model selects both planted SOFs and the validation cohort's SOF risk groups
+differ (log-rank p < 0.05; issue 4).
+
+How often the analysis meets the issue-4 criteria at this size, on the TRUE SOFs (no
+classifier; `histoprog.analysis.crlm` on `make_patient` tables, 16 x 16 grids, x 2, 40 +
+40, seed pairs (1,2) ... (15,16)): both planted SOFs selected in 7 of 8 pairs, validation
+p < 0.05 in 7 of 8, both in 6 of 8. Seeds (7, 8) gave p 1.5e-6 there; this test runs them
+from slides.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from workflow_helpers import ROOT, mini_cohort, snakemake, write_cohort_sheet, write_config
+
+from histoprog.synth.clinical import CRLM_MODEL
+
+pytestmark = [pytest.mark.workflow, pytest.mark.slow]
+
+N_PATIENTS = 40
+SEEDS = {"discovery": 7, "validation": 8}
+SOF_EFFECT = 2.0
+MIN_AGREEMENT = 0.95
+
+
+def demo_settings() -> dict:
+    """config/demo.yaml's sections merged over config.yaml's."""
+    demo = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
+    default = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    tissue = {**default["tissue"], **demo["tissue"]}
+    tissue["classify"] = {**default["tissue"]["classify"], **demo["tissue"]["classify"]}
+    return {
+        "stain": {**default["stain"], **demo["stain"]},
+        "tile": {**default["tile"], **demo["tile"]},
+        "tissue": tissue,
+        "crlm": {**default["crlm"], **demo["crlm"]},
+        "synth_patches": demo["synth_patches"],
+    }
+
+
+@pytest.fixture(scope="module")
+def planted_run(tmp_path_factory):
+    """Generate both cohorts, train, classify, analyse; the work folder."""
+    work = tmp_path_factory.mktemp("planted")
+    rows = []
+    for role, seed in SEEDS.items():
+        data = mini_cohort(
+            work / "data" / role,
+            role,
+            N_PATIENTS,
+            seed,
+            grid={"rows": [16, 16], "cols": [16, 16]},
+            formats=["svs", "tiff"],
+            magnifications=[20, 20, 20, 40],
+            sof_effect=SOF_EFFECT,
+        )
+        rows.append(
+            {
+                "cohort": role,
+                "pipeline": "crlm",
+                "role": role,
+                "slides": str(data / "slides.tsv"),
+                "clinical": str(data / "clinical.tsv"),
+            }
+        )
+    write_cohort_sheet(work, rows)
+    write_config(work, **demo_settings())
+    targets = [
+        "results/analysis/crlm/model.json",
+        "results/models/evaluation/tissue_crlm/metrics.tsv",
+    ]
+    snakemake(work, "--cores", "2", *targets, timeout=5400)
+    return work
+
+
+def test_class_grids_match_the_planted_grids(planted_run: Path) -> None:
+    agree = total = 0
+    per_slide = {}
+    for role in SEEDS:
+        for truth_file in sorted((planted_run / "data" / role / "truth" / "grids").glob("*.npy")):
+            truth = np.load(truth_file)
+            grid = np.load(planted_run / f"results/{role}/slides/{truth_file.stem}/class_grid.npy")
+            both = (truth >= 0) & (grid >= 0)
+            hits = int((truth[both] == grid[both]).sum())
+            per_slide[truth_file.stem] = round(hits / both.sum(), 3)
+            agree, total = agree + hits, total + int(both.sum())
+    assert len(per_slide) == 2 * N_PATIENTS
+    assert agree / total >= MIN_AGREEMENT, f"agreement {agree / total:.3f}: {per_slide}"
+
+
+def test_test_patches_are_classified(planted_run: Path) -> None:
+    summary = json.loads(
+        (planted_run / "results/models/evaluation/tissue_crlm/summary.json").read_text()
+    )
+    assert summary["accuracy"] >= MIN_AGREEMENT
+
+
+def test_analysis_selects_the_planted_features(planted_run: Path) -> None:
+    model = json.loads((planted_run / "results/analysis/crlm/model.json").read_text())
+    planted = {t for t in CRLM_MODEL.coefficients if t != "crs_high"}
+    assert planted <= set(model["selected_features"]), model["selected_features"]
+    for term in planted:  # with the planted direction
+        assert np.sign(model["coefficients"][term]) == np.sign(CRLM_MODEL.coefficients[term])
+
+
+def test_validation_risk_groups_differ(planted_run: Path) -> None:
+    logrank = pd.read_csv(planted_run / "results/analysis/crlm/logrank.tsv", sep="\t")
+    row = logrank.query("cohort == 'validation' and analysis == 'sof_risk_group'").iloc[0]
+    assert row.n == N_PATIENTS
+    assert row.p < 0.05 and row.hr > 1, row.to_dict()
