@@ -10,10 +10,13 @@ The cluster has as many CPUs as this machine, so both runs have the same CPUs; t
 run pays for sbatch, one `snakemake` per job inside the job, and status polling
 (`--slurm-init-seconds-before-status-checks`, default 2 here, 40 in the profile).
 
-Measured on the 2-core dev/CI machine (shared, load average 4-7), 16 slides, 33 jobs:
-Slurm first, then local: Slurm 222 s, local 121 s, 1.83x (+3.1 s per job); the other
-order (local cold, first): local 449 s, Slurm 284 s. Each Slurm job spends ~7 s starting
-`snakemake` twice (the job step and its srun) around ~4 s of the rule's own work.
+Measured on the 2-core dev/CI machine, 16 slides, 33 jobs:
+* quiet machine (load ~1), local first: local 32.8 s, Slurm 136.3 s, 4.15x (+103 s,
+  +3.1 s per job; 223 s inside Slurm jobs for 60 s of the rules' own work);
+* shared machine (load 4-7), Slurm first: Slurm 222 s, local 121 s, 1.83x.
+Each Slurm job spends ~5-7 s starting `snakemake` twice (the job step and its srun) around
+the rule's few seconds on these small slides; on real slides (minutes per job) that fixed
+cost is what remains of the overhead.
 
 Usage (root, Linux): python benchmarks/bench_slurm.py [--slides 16] [--cores 2] [--slurm-first]
 """
