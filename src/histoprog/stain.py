@@ -37,7 +37,6 @@ import torch
 from torchstain.torch.normalizers.macenko import TorchMacenkoNormalizer
 
 from histoprog.errors import InputError
-from histoprog.stain_dictionary import learn_stain_dictionary, nonneg_lasso2
 
 __all__ = [
     "MacenkoParams",
@@ -538,7 +537,7 @@ class VahadaneParams(_StainParams):
         Io: transmitted light intensity used for OD.
         beta: tissue threshold on the Euclidean norm of a pixel's OD.
         lambda_: L1 weight of the sparse dictionary learning.
-        seed: seed of the pixel subsampling.
+        seed: seed of the pixel subsampling and the dictionary learning.
         n_tiles: tiles pooled for the fit (0 for the built-in reference).
         n_pixels: pixels pooled.
         n_tissue_pixels: tissue pixels among the pixels used.
@@ -557,17 +556,48 @@ class VahadaneParams(_StainParams):
     method: str = "vahadane"
 
 
+def _nnls2(od: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Exact non-negative least squares of every OD row on a 2-stain matrix.
+
+    Solves ``min_c ||od_i - c @ w||^2, c >= 0`` for all rows at once: the unconstrained
+    solution where it is non-negative, else the better of the two one-stain solutions.
+
+    Args:
+        od: n x 3 optical densities.
+        w: 2 x 3 stain matrix (linearly independent rows).
+
+    Returns:
+        n x 2 non-negative concentrations.
+    """
+    w = w.astype(od.dtype, copy=False)
+    g = w @ w.T  # (2, 2)
+    b = od @ w.T  # (n, 2)
+    c = b @ np.linalg.inv(g).astype(od.dtype)  # unconstrained, g symmetric
+    bad = np.any(c < 0, axis=1)
+    if bad.any():
+        bb = b[bad]
+        c1 = np.maximum(bb[:, 0] / g[0, 0], 0.0)  # H only
+        c2 = np.maximum(bb[:, 1] / g[1, 1], 0.0)  # E only
+        # objective 0.5 c'Gc - b'c (constant dropped)
+        f1 = 0.5 * g[0, 0] * c1**2 - bb[:, 0] * c1
+        f2 = 0.5 * g[1, 1] * c2**2 - bb[:, 1] * c2
+        use1 = f1 <= f2
+        sub = np.zeros_like(bb)
+        sub[use1, 0] = c1[use1]
+        sub[~use1, 1] = c2[~use1]
+        c[bad] = sub
+    return c
+
+
 class VahadaneNormalizer:
     """Vahadane (structure-preserving) stain normalisation, per slide (METHODS 2.3).
 
     Fit: optical density ``OD = -log(max(I, 1) / Io)`` of the pooled pixels; tissue pixels
     are those with ``||OD|| >= beta``; on a seeded random subsample of ``n_dict_pixels``
-    tissue pixels, two-atom sparse non-negative dictionary learning
-    (:func:`histoprog.stain_dictionary.learn_stain_dictionary`: Vahadane's objective with
-    L1 weight ``lambda_``, SPAMS ``trainDL`` mode 2 in the original, scikit-learn's
-    ``DictionaryLearning`` with positive codes and dictionary, solved exactly per step
-    and started from Macenko's estimate) learns the stain matrix. Rows are scaled to unit
-    length and ordered H (larger red OD), E.
+    tissue pixels, scikit-learn's ``DictionaryLearning`` (2 atoms, ``alpha=lambda_``,
+    coordinate descent, positive dictionary and positive codes, seeded) learns the
+    stain matrix, the objective of Vahadane et al. (SPAMS ``trainDL`` mode 2 in the
+    original). Rows are scaled to unit length and ordered H (larger red OD), E.
     Concentrations are exact non-negative least squares on that matrix; ``max_conc`` =
     their 99th percentiles over the tissue pixels (up to ``max_pixels`` of them).
 
@@ -588,7 +618,7 @@ class VahadaneNormalizer:
             6 numbers of a stain matrix need few pixels).
         max_pixels: tissue pixels subsampled for the concentration percentiles.
         min_tissue_pixels: fewest tissue pixels a fit needs.
-        seed: seed of the pixel subsampling (the dictionary learning is deterministic).
+        seed: seed of subsampling and dictionary learning.
     """
 
     def __init__(
@@ -638,6 +668,8 @@ class VahadaneNormalizer:
 
     def _fit(self, tiles: Iterable[np.ndarray], what: str) -> VahadaneParams:
         """Fit the stain matrix and max concentrations on the pooled tiles."""
+        from sklearn.decomposition import DictionaryLearning  # lazy: slow import
+
         pixels, n_tiles, n_total = _pool_pixels(tiles, None, self.seed)
         od = self._od(pixels)
         tissue = od[np.linalg.norm(od, axis=1) >= self.beta]
@@ -653,11 +685,21 @@ class VahadaneNormalizer:
             tissue = tissue[np.sort(rng.choice(tissue.shape[0], self.max_pixels, replace=False))]
         k = min(self.n_dict_pixels, tissue.shape[0])
         sample = tissue[np.sort(rng.choice(tissue.shape[0], k, replace=False))]
-        w, codes, _ = learn_stain_dictionary(sample, self.lambda_)
+        dl = DictionaryLearning(
+            n_components=2,
+            alpha=self.lambda_,
+            fit_algorithm="cd",
+            transform_algorithm="lasso_cd",
+            positive_code=True,
+            positive_dict=True,
+            max_iter=200,
+            random_state=self.seed,
+        )
+        dl.fit(sample)
+        w = np.asarray(dl.components_, dtype=np.float64)
         norms = np.linalg.norm(w, axis=1)
         cos = float(w[0] @ w[1] / (norms[0] * norms[1])) if np.all(norms > 1e-8) else 1.0
-        share = codes.sum(axis=0) / max(float(codes.sum()), 1e-300)  # an unused atom is no stain
-        if not np.all(np.isfinite(w)) or cos > math.cos(math.radians(2.0)) or share.min() < 1e-3:
+        if not np.all(np.isfinite(w)) or cos > math.cos(math.radians(2.0)):
             raise InputError(
                 what,
                 "the dictionary learning found fewer than two distinct stains "
@@ -665,7 +707,7 @@ class VahadaneNormalizer:
                 "fit on more, or more varied, H&E tissue tiles",
             )
         w = _order_he(_unit_rows(w))
-        conc = nonneg_lasso2(tissue, w)
+        conc = _nnls2(tissue, w)
         max_c = np.percentile(conc, 99, axis=0)
         if not np.all(max_c > 0):
             raise InputError(
@@ -716,7 +758,7 @@ class VahadaneNormalizer:
             )
         # float32 throughout; OD of the 256 possible values from a lookup table
         od_lut = self._od(np.arange(256)).astype(np.float32)
-        conc = nonneg_lasso2(od_lut[pixels.reshape(-1, 3)], params.matrix)
+        conc = _nnls2(od_lut[pixels.reshape(-1, 3)], params.matrix)
         conc *= (np.asarray(self.target.max_conc) / np.asarray(params.max_conc)).astype(np.float32)
         out = conc @ (-self.target.matrix).astype(np.float32)
         np.exp(out, out=out)
