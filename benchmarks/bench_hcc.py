@@ -16,10 +16,10 @@ does not depend on the weights). Prints tiles/s of each and the ratio (target >=
 The slide is a 40 x 40-cell grid (783 tissue tiles), as real HCC slides have hundreds to
 thousands of tiles: the stage's per-slide fixed costs (checkpoint load, reading up to
 ``fit_tiles`` tiles for the Vahadane fit, QC montage) are then spread as on real slides.
-Measured (2-core machine, quiet, 1 thread, batch 16, 1 reading worker): nuclei 9.27 vs
-9.68 tiles/s (0.96), mil_score 47.2 vs 49.3 tiles/s (0.96). On the old 108-tile slide the
-nuclei ratio was 0.74, from those fixed costs (scikit-learn's dictionary learning is 3-4 s
-of them).
+Measured (2-core machine, quiet, 1 thread, batch 16, 1 reading worker): nuclei 8.48 vs
+9.73 tiles/s (0.87), mil_score 38.7 vs 41.8 tiles/s (0.93). On the old 108-tile slide the
+nuclei ratio was 0.74, from those fixed costs (scikit-learn's dictionary learning for the
+Vahadane fit is 3-4 s of them).
 
     python benchmarks/bench_hcc.py [--threads 1] [--batch 16] [--encoder resnet34] [--grid 40]
 """
