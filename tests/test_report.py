@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from workflow_helpers import ROOT, mini_cohort, snakemake, write_config
+from workflow_helpers import ROOT, cohort_row, mini_cohort, snakemake, write_config
 
 from histoprog.synth.patches import write_patches
 
@@ -107,8 +107,7 @@ def run(tmp_path_factory):
     work = tmp_path_factory.mktemp("report")
     data = mini_cohort(work / "data", "qc", 3, seed=7)
     rows = [
-        {"cohort": "qc", "role": "test", "slides": str(data / "slides.tsv"),
-         "clinical": str(data / "clinical.tsv")},
+        cohort_row("qc", "test", data),
         features_cohort(work, "disc", 1),
         features_cohort(work, "vali", 2),
     ]  # fmt: skip

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from workflow_helpers import mini_cohort, snakemake, write_cohort_sheet, write_config
+from workflow_helpers import cohort_row, mini_cohort, snakemake, write_cohort_sheet, write_config
 
 pytestmark = pytest.mark.workflow
 
@@ -48,8 +48,7 @@ def run(tmp_path_factory):
     for name, seed in (("ca", 1), ("cb", 2)):
         data = mini_cohort(tmp_path / name, name, 2, seed=seed)
         slides[name] = list(pd.read_csv(data / "slides.tsv", sep="\t")["slide_id"])
-        rows.append({"cohort": name, "role": "discovery", "slides": str(data / "slides.tsv"),
-                     "clinical": str(data / "clinical.tsv")})  # fmt: skip
+        rows.append(cohort_row(name, "discovery", data))
     write_cohort_sheet(tmp_path, rows)
     config = yaml.safe_load(write_config(tmp_path).read_text())
     write_config(tmp_path, tile={**config["tile"], "crlm": {"mpp": 3.5, "px": 32}})

@@ -14,6 +14,7 @@ import pytest
 from conftest import SHARED
 from workflow_helpers import (
     ROOT,
+    cohort_row,
     mini_cohort,
     snakemake,
     snakemake_env,
@@ -55,15 +56,7 @@ def bad_cohort_run(tmp_path_factory):
     pd.concat([table, pd.DataFrame(extra)]).to_csv(data / "slides.tsv", sep="\t", index=False)
     write_cohort_sheet(
         work,
-        [
-            {
-                "cohort": "mix",
-                "pipeline": "crlm",
-                "role": "discovery",
-                "slides": str(data / "slides.tsv"),
-                "clinical": str(data / "clinical.tsv"),
-            }
-        ],
+        [cohort_row("mix", "discovery", data, pipeline="crlm")],
     )
     write_config(work)
     result = snakemake(work, "--cores", "2", "--keep-going", "results/mix/slide_status.tsv")
@@ -137,15 +130,7 @@ def test_single_cohort_target_runs_only_that_cohort(tmp_path):
     b = mini_cohort(tmp_path / "b", "cb", 2, seed=2)
     write_cohort_sheet(
         tmp_path,
-        [
-            {
-                "cohort": n,
-                "role": "discovery",
-                "slides": str(d / "slides.tsv"),
-                "clinical": str(d / "clinical.tsv"),
-            }
-            for n, d in (("ca", a), ("cb", b))
-        ],
+        [cohort_row(n, "discovery", d) for n, d in (("ca", a), ("cb", b))],
     )
     write_config(tmp_path)
     dry = snakemake(tmp_path, "-n", "results/cb/slide_status.tsv")
@@ -161,14 +146,7 @@ def test_killed_run_resumes_without_redoing_finished_slides(tmp_path):
     data = mini_cohort(tmp_path / "data", "k", 4, seed=3)
     write_cohort_sheet(
         tmp_path,
-        [
-            {
-                "cohort": "k",
-                "role": "discovery",
-                "slides": str(data / "slides.tsv"),
-                "clinical": str(data / "clinical.tsv"),
-            }
-        ],
+        [cohort_row("k", "discovery", data)],
     )
     write_config(tmp_path)
     command = [

@@ -33,7 +33,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from workflow_helpers import ROOT, mini_cohort, snakemake, write_cohort_sheet, write_config
+from workflow_helpers import (
+    ROOT,
+    cohort_row,
+    mini_cohort,
+    snakemake,
+    write_cohort_sheet,
+    write_config,
+)
 
 from histoprog.synth.clinical import CRLM_MODEL
 
@@ -76,15 +83,7 @@ def planted_run(tmp_path_factory):
             magnifications=[20, 20, 20, 40],
             sof_effect=SOF_EFFECT,
         )
-        rows.append(
-            {
-                "cohort": role,
-                "pipeline": "crlm",
-                "role": role,
-                "slides": str(data / "slides.tsv"),
-                "clinical": str(data / "clinical.tsv"),
-            }
-        )
+        rows.append(cohort_row(role, role, data, pipeline="crlm"))
     write_cohort_sheet(work, rows)
     write_config(work, **demo_settings())
     targets = [

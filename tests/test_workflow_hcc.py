@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from workflow_helpers import ROOT, snakemake, write_cohort_sheet, write_config
+from workflow_helpers import ROOT, cohort_row, snakemake, write_cohort_sheet, write_config
 
 from histoprog.synth.cohort import generate_cohort
 from histoprog.synth.nuclei_pairs import write_nuclei_pairs
@@ -46,15 +46,7 @@ def hcc_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     rows = []
     for name, role, seed, n in (TRAIN, TEST):
         data = hcc_cohort(work / "data" / name, name, seed, n)
-        rows.append(
-            {
-                "cohort": name,
-                "pipeline": "hcc",
-                "role": role,
-                "slides": str(data / "slides.tsv"),
-                "clinical": str(data / "clinical.tsv"),
-            }
-        )
+        rows.append(cohort_row(name, role, data, pipeline="hcc"))
     write_cohort_sheet(work, rows)
     demo = yaml.safe_load((ROOT / "config/demo.yaml").read_text())["hcc"]
     nuclei = demo.pop("synth_nuclei")

@@ -67,6 +67,13 @@ def write_cohort_sheet(workdir: Path, rows: list[dict[str, str]]) -> Path:
     return path
 
 
+def cohort_row(name: str, role: str, data: Path, pipeline: str | None = None) -> dict[str, str]:
+    """A cohort-sheet row for a generated cohort folder (its slides.tsv and clinical.tsv)."""
+    row = {"cohort": name, "role": role, "slides": str(data / "slides.tsv"),
+           "clinical": str(data / "clinical.tsv")}  # fmt: skip
+    return row if pipeline is None else {**row, "pipeline": pipeline}
+
+
 def mini_cohort(out: Path, name: str, n_patients: int, seed: int, **spec: object) -> Path:
     """Generate a small CRLM cohort (18 x 18 grids) with `histoprog synth`; its folder."""
     parsed = parse_spec(
