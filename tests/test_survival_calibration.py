@@ -12,7 +12,6 @@ SD of training - test estimated from our draws: |ours - R| <= 4 sd_b sqrt(1/B + 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import matplotlib
 
@@ -21,28 +20,22 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
+from conftest import r_fixture  # noqa: E402
 
 from histoprog.errors import InputError  # noqa: E402
 from histoprog.survival import calibration as cal  # noqa: E402
 
-FIX = Path(__file__).parent / "fixtures" / "r"
-REF = json.loads((FIX / "calibrate.json").read_text())
-PATHS = {
-    "lung": Path(__file__).resolve().parents[2] / "shared" / "reference" / "lung.csv",
-    "ties": FIX / "ties.csv",
-    "ties_one_cov": FIX / "ties.csv",
-}
+# the calibrate.json cases and the data each is computed on
+DATA = {"lung": "lung.csv", "ties": "ties.csv", "ties_one_cov": "ties.csv"}
 
 
 def _case(key):
-    if not PATHS[key].exists():
-        pytest.skip("shared reference data not available")
-    r = REF[key]
+    r = json.loads(r_fixture("calibrate.json").read_text())[key]
     covs = r["covariates"] if isinstance(r["covariates"], list) else [r["covariates"]]
-    return pd.read_csv(PATHS[key]), r, covs
+    return pd.read_csv(r_fixture(DATA[key])), r, covs
 
 
-@pytest.mark.parametrize("key", list(PATHS))
+@pytest.mark.parametrize("key", list(DATA))
 def test_non_bootstrap_parts_match_rms(key):
     df, r, covs = _case(key)
     res = cal.calibrate(df, "time", "event", covs, r["u"], m=r["m"], B=0)

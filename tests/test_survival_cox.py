@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -12,21 +10,15 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
+from conftest import (
+    R_COVARIATES,  # noqa: E402
+    r_reference,  # noqa: E402
+)
 
 from histoprog.errors import InputError  # noqa: E402
 from histoprog.survival.cox import concordance, cox_univariate, coxph  # noqa: E402
 
-REF = Path(__file__).resolve().parents[2] / "shared" / "reference"
-FIX = Path(__file__).parent / "fixtures" / "r"
 RTOL = 1e-6
-
-
-def _load(name: str) -> tuple[pd.DataFrame, dict]:
-    if name == "ties":
-        return pd.read_csv(FIX / "ties.csv"), json.loads((FIX / "ties.json").read_text())
-    if not (REF / f"{name}.json").exists():
-        pytest.skip(f"shared reference {name} not available")
-    return pd.read_csv(REF / f"{name}.csv"), json.loads((REF / f"{name}.json").read_text())
 
 
 def _rel(a: float, b: float) -> float:
@@ -35,18 +27,16 @@ def _rel(a: float, b: float) -> float:
 
 def _uni_cases():
     for ds in ("lung", "veteran"):
-        if (REF / f"{ds}.json").exists():
-            for c in json.loads((REF / f"{ds}.json").read_text())["meta"]["covariates"]:
-                yield ds, c, "efron"
-    meta = json.loads((FIX / "ties.json").read_text())["meta"]
-    for c in meta["covariates"]:
+        for c in R_COVARIATES[ds]:
+            yield ds, c, "efron"
+    for c in R_COVARIATES["ties"]:
         for ties in ("efron", "breslow"):
             yield "ties", c, ties
 
 
 @pytest.mark.parametrize(("ds", "cov", "ties"), list(_uni_cases()))
 def test_univariate_matches_r(ds, cov, ties):
-    df, ref = _load(ds)
+    df, ref = r_reference(ds)
     fit = coxph(df, "time", "event", [cov], ties=ties)
     if ds == "ties":
         r = ref["cox_univariate"][ties][cov]
@@ -72,9 +62,8 @@ def test_univariate_matches_r(ds, cov, ties):
 
 
 def _multi_cases():
-    for ds in ("lung", "veteran"):
-        if (REF / f"{ds}.json").exists():
-            yield ds, "efron", None
+    yield "lung", "efron", None
+    yield "veteran", "efron", None
     yield "ties", "efron", None
     yield "ties", "breslow", None
     yield "ties", "efron", "st"
@@ -82,7 +71,7 @@ def _multi_cases():
 
 @pytest.mark.parametrize(("ds", "ties", "strata"), list(_multi_cases()))
 def test_multivariate_matches_r(ds, ties, strata):
-    df, ref = _load(ds)
+    df, ref = r_reference(ds)
     covs = ref["meta"]["covariates"]
     fit = coxph(df, "time", "event", covs, ties=ties, strata=strata)
     if ds == "ties":
@@ -109,7 +98,7 @@ def test_multivariate_matches_r(ds, ties, strata):
 
 
 def test_concordance_counts_match_r():
-    df, ref = _load("ties")
+    df, ref = r_reference("ties")
     m = ref["cox_multivariate"]["efron"]
     fit = coxph(df, "time", "event", ref["meta"]["covariates"])
     cc = m["concordance_counts"]
@@ -132,7 +121,7 @@ def test_concordance_by_hand():
 
 
 def test_univariate_table_and_summary():
-    df, ref = _load("ties")
+    df, ref = r_reference("ties")
     tab = cox_univariate(df, "time", "event", ["b1", "x1"])
     assert list(tab["term"]) == ["b1", "x1"]
     for col in ("hr", "hr_lower", "hr_upper", "p_wald", "p_lrt"):

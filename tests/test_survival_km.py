@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
-import pandas as pd
 import pytest
+from conftest import R_COVARIATES, r_reference
 
 from histoprog.errors import InputError
 from histoprog.survival.cox import coxph
 from histoprog.survival.km import kaplan_meier, logrank, median_followup
 
-REF = Path(__file__).resolve().parents[2] / "shared" / "reference"
-FIX = Path(__file__).parent / "fixtures" / "r"
-DATASETS = [d for d in ("lung", "veteran") if (REF / f"{d}.json").exists()]
-
-
-def _data(ds):
-    if ds == "ties":
-        return pd.read_csv(FIX / "ties.csv"), json.loads((FIX / "ties.json").read_text())
-    return pd.read_csv(REF / f"{ds}.csv"), json.loads((REF / f"{ds}.json").read_text())
+DATASETS = ["lung", "veteran"]
 
 
 def _near(a, b, rtol=1e-9):
@@ -30,7 +19,7 @@ def _near(a, b, rtol=1e-9):
 
 @pytest.mark.parametrize("ds", DATASETS)
 def test_km_matches_survfit(ds):
-    df, ref = _data(ds)
+    df, ref = r_reference(ds)
     km = ref["km"]
     res = kaplan_meier(df, "time", "event")
     at = res.at(km["at_times"]["time"])
@@ -56,10 +45,8 @@ def test_km_matches_survfit(ds):
 
 @pytest.mark.parametrize("ds", DATASETS)
 def test_km_by_group(ds):
-    df, ref = _data(ds)
-    g = ref["km"].get("by_cutpoint_group")
-    if not g:
-        pytest.skip("no grouped KM in reference")
+    df, ref = r_reference(ds)
+    g = ref["km"]["by_cutpoint_group"]
     for name, mask in (
         ("low", df[g["covariate"]] <= g["cutpoint"]),
         ("high", df[g["covariate"]] > g["cutpoint"]),
@@ -72,7 +59,7 @@ def test_km_by_group(ds):
 
 
 def test_km_ties_fixture():
-    df, ref = _data("ties")
+    df, ref = r_reference("ties")
     km = ref["km"]
     res = kaplan_meier(df, "time", "event")
     at = res.at(km["times"])
@@ -90,7 +77,7 @@ def test_km_ties_fixture():
 
 @pytest.mark.parametrize("ds", [*DATASETS, "ties"])
 def test_followup_matches_reverse_km(ds):
-    df, ref = _data(ds)
+    df, ref = r_reference(ds)
     fu = ref["followup"]
     res = median_followup(df, "time", "event")
     for ours, theirs in (
@@ -103,15 +90,14 @@ def test_followup_matches_reverse_km(ds):
 
 def _logrank_cases():
     for ds in DATASETS:
-        ref = json.loads((REF / f"{ds}.json").read_text())
-        for cov, splits in ref["logrank"].items():
-            for split in splits:
+        for cov in R_COVARIATES[ds]:
+            for split in ("median_split", "cutpoint_split"):
                 yield ds, cov, split
 
 
 @pytest.mark.parametrize(("ds", "cov", "split"), list(_logrank_cases()))
 def test_logrank_two_groups(ds, cov, split):
-    df, ref = _data(ds)
+    df, ref = r_reference(ds)
     r = ref["logrank"][cov][split]
     df = df.assign(high=(df[cov] > r["threshold"]).astype(int))
     res = logrank(df, "time", "event", "high")
@@ -130,7 +116,7 @@ def test_logrank_two_groups(ds, cov, split):
 
 
 def test_logrank_ties_two_and_three_groups():
-    df, ref = _data("ties")
+    df, ref = r_reference("ties")
     r2 = ref["logrank"]["b1"]
     res = logrank(df, "time", "event", "b1")
     assert abs(res.chisq - r2["chisq"]) <= 1e-9 * r2["chisq"]
@@ -146,7 +132,7 @@ def test_logrank_ties_two_and_three_groups():
 
 
 def test_km_failures():
-    df, _ = _data("ties")
+    df, _ = r_reference("ties")
     with pytest.raises(InputError, match="single group"):
         logrank(df.assign(g=1), "time", "event", "g")
     with pytest.raises(InputError, match="no patient is censored"):

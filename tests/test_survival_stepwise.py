@@ -2,42 +2,22 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import R_COVARIATES, r_fixture, r_reference
 
 from histoprog.errors import InputError
 from histoprog.survival.stepwise import step_aic
 
-REF = Path(__file__).resolve().parents[2] / "shared" / "reference"
-FIX = Path(__file__).parent / "fixtures" / "r"
 
-
-def _cases():
-    for ds in ("lung", "veteran"):
-        if (REF / f"{ds}.json").exists():
-            ref = json.loads((REF / f"{ds}.json").read_text())
-            yield (
-                ds,
-                pd.read_csv(REF / f"{ds}.csv"),
-                ref["meta"]["covariates"],
-                None,
-                ref["stepAIC"],
-            )
-    ref = json.loads((FIX / "ties.json").read_text())
-    df = pd.read_csv(FIX / "ties.csv")
-    covs = ref["meta"]["covariates"]
-    yield "ties", df, covs, None, ref["stepAIC"]
-    small = ref["stepAIC_from_small"]
-    yield "ties_from_small", df, covs, small["start"], small
-
-
-@pytest.mark.parametrize(("name", "df", "covs", "start", "r"), list(_cases()), ids=lambda v: "")
-def test_step_aic_matches_r(name, df, covs, start, r):
-    res = step_aic(df, "time", "event", covs, start=start)
+@pytest.mark.parametrize("name", ["lung", "veteran", "ties", "ties_from_small"])
+def test_step_aic_matches_r(name):
+    ds, from_small = name.removesuffix("_from_small"), name.endswith("_from_small")
+    df, ref = r_reference(ds)
+    r = ref["stepAIC_from_small"] if from_small else ref["stepAIC"]
+    start = r["start"] if from_small else None
+    res = step_aic(df, "time", "event", list(R_COVARIATES[ds]), start=start)
     assert list(res.selected) == list(r["selected"])
     assert abs(res.aic - r["final_AIC"]) <= 1e-6 * r["final_AIC"]
     assert list(res.path["step"]) == [p["step"] for p in r["path"]]
@@ -52,8 +32,8 @@ def test_step_aic_matches_r(name, df, covs, start, r):
 
 
 def test_backward_forward_and_lower():
-    df = pd.read_csv(FIX / "ties.csv")
-    covs = ["b1", "b2", "x1", "x2", "g_b", "g_c"]
+    df = pd.read_csv(r_fixture("ties.csv"))
+    covs = list(R_COVARIATES["ties"])
     back = step_aic(df, "time", "event", covs, direction="backward")
     assert all(s.startswith("-") for s in back.path["step"][1:])
     fwd = step_aic(df, "time", "event", covs, start=[], direction="forward")
@@ -63,7 +43,7 @@ def test_backward_forward_and_lower():
 
 
 def test_bad_terms():
-    df = pd.read_csv(FIX / "ties.csv")
+    df = pd.read_csv(r_fixture("ties.csv"))
     with pytest.raises(InputError, match="start terms.*not in the covariates"):
         step_aic(df, "time", "event", ["b1"], start=["b2"])
     with pytest.raises(InputError, match="direction"):

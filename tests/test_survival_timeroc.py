@@ -1,14 +1,14 @@
-"""Tests for histoprog.survival.timeroc against timeROC 0.4 (reference JSONs).
+"""Tests for histoprog.survival.timeroc against timeROC 0.4.1.
 
-timeROC is not packaged for Debian, so tied-time / ``T == t`` cases are checked against a
-literal O(n^2) transcription of timeROC's R code (``Compute.iid.KM`` and
-``compute_iid_decomposition_survival``) kept here in the test.
+timeROC is not packaged for Debian, so its values on lung and veteran are a kept copy
+(``tests/fixtures/r/timeroc_<data>.json``, see the README there), and tied-time / ``T == t``
+cases are checked against a literal O(n^2) transcription of timeROC's R code
+(``Compute.iid.KM`` and ``compute_iid_decomposition_survival``) kept here in the test.
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import matplotlib
 
@@ -17,13 +17,23 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
+from conftest import R_COVARIATES, r_fixture, r_reference  # noqa: E402
 
 from histoprog.errors import InputError  # noqa: E402
 from histoprog.survival.timeroc import compare_auc, plot_auc_curves, time_roc  # noqa: E402
 
-REF = Path(__file__).resolve().parents[2] / "shared" / "reference"
-FIX = Path(__file__).parent / "fixtures" / "r"
-DATASETS = [d for d in ("lung", "veteran") if (REF / f"{d}.json").exists()]
+# the pairs timeroc_<data>.json compares, as "<a>_vs_<b>"
+COMPARED = {
+    "lung": [("lp", "age"), ("age", "sex")],
+    "veteran": [("lp", "trt"), ("trt", "cell_smallcell")],
+}
+
+
+def _load(ds):
+    """The data, R's values on it, and timeROC's values (kept apart: not regenerated)."""
+    df, ref = r_reference(ds)
+    ref["timeROC"] = json.loads(r_fixture(f"timeroc_{ds}.json").read_text())["timeROC"]
+    return df, ref
 
 
 def _marker(df, ref, name):
@@ -33,16 +43,14 @@ def _marker(df, ref, name):
 
 
 def _cases():
-    for ds in DATASETS:
-        ref = json.loads((REF / f"{ds}.json").read_text())
-        for name in ref["timeROC"]["markers"]:
+    for ds in ("lung", "veteran"):
+        for name in ("lp", *R_COVARIATES[ds]):
             yield ds, name
 
 
 @pytest.mark.parametrize(("ds", "name"), list(_cases()))
 def test_auc_and_se_match_timeroc(ds, name):
-    df = pd.read_csv(REF / f"{ds}.csv")
-    ref = json.loads((REF / f"{ds}.json").read_text())
+    df, ref = _load(ds)
     r = ref["timeROC"]["markers"][name]
     res = time_roc(df["time"], df["event"], _marker(df, ref, name), r["times"], name=name)
     np.testing.assert_allclose(res.auc, r["AUC"], rtol=0, atol=1e-9)
@@ -56,17 +64,11 @@ def test_auc_and_se_match_timeroc(ds, name):
     np.testing.assert_allclose(s["lower"], r["lower95"], rtol=1e-6)
 
 
-def _compare_cases():
-    for ds in DATASETS:
-        ref = json.loads((REF / f"{ds}.json").read_text())
-        for key in ref["timeROC"]["compare"]:
-            yield ds, key
-
-
-@pytest.mark.parametrize(("ds", "key"), list(_compare_cases()))
+@pytest.mark.parametrize(
+    ("ds", "key"), [(ds, f"{a}_vs_{b}") for ds, pairs in COMPARED.items() for a, b in pairs]
+)
 def test_compare_matches_timeroc(ds, key):
-    df = pd.read_csv(REF / f"{ds}.csv")
-    ref = json.loads((REF / f"{ds}.json").read_text())
+    df, ref = _load(ds)
     c = ref["timeROC"]["compare"][key]
     times = c["times"]
     a = time_roc(df["time"], df["event"], _marker(df, ref, c["marker_a"]), times)
@@ -153,7 +155,7 @@ def test_fast_iid_equals_literal_timeroc_on_ties(seed):
 
 
 def test_binary_marker_and_plot():
-    df = pd.read_csv(FIX / "ties.csv")
+    df = pd.read_csv(r_fixture("ties.csv"))
     a = time_roc(df["time"], df["event"], df["b1"], [30, 60], name="b1")
     b = time_roc(df["time"], df["event"], df["x1"], [30, 60], name="x1")
     assert np.all((a.auc > 0.5) & (a.auc < 1))
@@ -163,7 +165,7 @@ def test_binary_marker_and_plot():
 
 
 def test_compare_requires_same_patients_and_iid():
-    df = pd.read_csv(FIX / "ties.csv")
+    df = pd.read_csv(r_fixture("ties.csv"))
     a = time_roc(df["time"], df["event"], df["x1"], [30])
     short = df.iloc[:-5]
     b = time_roc(short["time"], short["event"], short["x1"], [30])
