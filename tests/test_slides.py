@@ -1,9 +1,10 @@
+import dataclasses
 import math
 
 import pytest
 from conftest import shared_file
 
-from histoprog import slides
+from histoprog import resolution, slides
 from histoprog.errors import SlideError
 
 
@@ -126,3 +127,41 @@ def test_low_resolution_view_matches_thumbnail_scale():
     whole, _, _ = slides.read_low_resolution(slide, info, 8.0, chunk_px=8192)
     assert (rgb == whole).all()  # chunking does not change the result
     slide.close()
+
+
+def with_mpp(mpp: float, source: str) -> slides.SlideInfo:
+    return dataclasses.replace(make_info(mpp, (1.0, 4.0)), mpp_source=source)
+
+
+@pytest.mark.parametrize(
+    ("info", "sheet", "message"),
+    [
+        (
+            ("metadata", 0.25),
+            0.5,
+            r"slide 'S' \(x.svs\): the slide table gives mpp 0.5 but the file records 0.25 um/px "
+            r"\(100% apart; at most 25% is accepted\).*slides.allow_unusual_mpp",
+        ),
+        (("sheet", 5.0), 5.0, r"its resolution \(sheet\) is implausible: 5 um/px is outside"),
+        (("metadata", 0.05), None, r"\(metadata\) is implausible: 0.05 um/px is outside"),
+    ],
+)
+def test_implausible_or_contradicted_resolution_fails_the_slide(info, sheet, message):
+    source, mpp = info
+    with pytest.raises(SlideError, match=message):
+        resolution.check_slide_mpp(with_mpp(mpp, source), sheet, "S")
+    resolution.check_slide_mpp(with_mpp(mpp, source), sheet, "S", allow_unusual=True)
+
+
+@pytest.mark.parametrize(
+    ("source", "mpp", "sheet"),
+    [
+        ("metadata", 0.2527, 0.25),  # scanners round: 1 % apart
+        ("metadata", 0.2265, 0.25),  # Hamamatsu 40x against the nominal 0.25: 10.4 % apart
+        ("objective_power", 0.25, 0.5),  # 10 / power is too rough to contradict the sheet
+        ("sheet", 0.5, 0.5),
+        ("metadata", 0.5, float("nan")),
+    ],
+)
+def test_agreeing_or_uncomparable_resolution_passes(source, mpp, sheet):
+    resolution.check_slide_mpp(with_mpp(mpp, source), sheet, "S")

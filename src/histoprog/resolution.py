@@ -4,15 +4,18 @@ Brightfield whole-slide scanners scan at about 0.1 um/px (100x oil) to 2 um/px (
 value outside :data:`PLAUSIBLE_MPP` is almost always a typo (``5.0`` for ``0.25``) or a
 value in the wrong unit, and would make tiling read tiles of a few pixels and upsample
 them. When the slide table gives an ``mpp`` and the file has its own (``openslide.mpp-x``
-or the OME-TIFF physical pixel size), the two must agree within :data:`MPP_AGREEMENT`
-(scanners round their nominal 0.25 / 0.5 um/px by a few percent; a 20x/40x mix-up is a
-factor of two). Both checks are skipped when the override (config key
-``slides.allow_unusual_mpp``) is set; the file's own value is then used, as always.
+or the OME-TIFF physical pixel size), the two must agree within :data:`MPP_AGREEMENT`:
+25 %, because users write the nominal 0.25 / 0.5 um/px while scanners record their own
+(Hamamatsu 40x 0.2265, 10.4 % from 0.25; Ventana 0.2325; Leica 0.263), whereas the
+mistakes worth stopping for are a 20x/40x mix-up (100 %) or a misplaced decimal point.
+Both checks are skipped when the override (config key ``slides.allow_unusual_mpp``) is
+set; the file's own value is then used, as always.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import math
+from typing import TYPE_CHECKING, Any
 
 from histoprog.errors import InputError, SlideError
 
@@ -25,12 +28,13 @@ __all__ = [
     "mpp_range_problem",
     "check_sheet_mpp",
     "check_slide_mpp",
+    "positive_float",
 ]
 
 PLAUSIBLE_MPP: tuple[float, float] = (0.1, 2.0)
 """Lowest and highest level-0 microns per pixel accepted without the override."""
 
-MPP_AGREEMENT = 0.10
+MPP_AGREEMENT = 0.25
 """Largest relative difference (larger / smaller - 1) between sheet and file mpp."""
 
 OVERRIDE = (
@@ -101,3 +105,12 @@ def check_slide_mpp(
             "correct or empty the slide table's 'mpp' value (the file's own value is used "
             f"when it has one); {OVERRIDE}",
         )
+
+
+def positive_float(value: Any) -> float | None:
+    """Parse a positive finite float (a metadata field), else None."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) and number > 0 else None

@@ -1,9 +1,11 @@
 """Open whole-slide images, resolve their resolution, and read tiles at a target mpp.
 
-Resolution is always asked for in microns per pixel (mpp), never as a pyramid level
-(METHODS 1.2-1.3): the slide's mpp comes from ``openslide.mpp-x``, else the slide sheet's
-``mpp`` column, else 10 / objective power; a tile is read from the coarsest level whose mpp
-is at most the target (within a tolerance) and resized with antialiasing.
+Slides open through OpenSlide, except OME-TIFF files, which open through tifffile
+(:class:`histoprog.ome_tiff.OmeTiffSlide`, the same interface). Resolution is always asked
+for in microns per pixel (mpp), never as a pyramid level (METHODS 1.2-1.3): the slide's
+mpp comes from ``openslide.mpp-x`` (an OME-TIFF's physical pixel size), else the slide
+sheet's ``mpp`` column, else 10 / objective power; a tile is read from the coarsest level
+whose mpp is at most the target (within a tolerance) and resized with antialiasing.
 """
 
 from __future__ import annotations
@@ -16,9 +18,16 @@ from typing import Any
 
 import numpy as np
 import openslide
+import tifffile
 from PIL import Image
 
 from histoprog.errors import SlideError
+from histoprog.ome_tiff import OmeTiffSlide, UnsupportedOmeTiff, is_ome_tiff
+from histoprog.resolution import positive_float
+from histoprog.slide_formats import unreadable_format
+
+Slide = openslide.OpenSlide | OmeTiffSlide
+"""An open slide: OpenSlide's, or an OME-TIFF read through tifffile."""
 
 MPP_COLUMN_FIX = (
     "add the slide's microns per pixel in the 'mpp' column of the slide table "
@@ -75,42 +84,82 @@ class ReadPlan:
         return asdict(self)
 
 
-def open_slide(path: str | os.PathLike[str], slide_id: str) -> openslide.OpenSlide:
+def open_slide(path: str | os.PathLike[str], slide_id: str) -> Slide:
     """Open a slide, turning every failure into a `SlideError` that names the slide.
 
-    Besides opening, the top-left pixel of the coarsest level is read, so a file whose
-    header parses but whose tiles do not decode fails here rather than mid-cohort.
+    OME-TIFF files open through tifffile, all others through OpenSlide. Besides opening,
+    the top-left pixel of the coarsest level is read, so a file whose header parses but
+    whose tiles do not decode fails here rather than mid-cohort.
     """
     where = f"slide '{slide_id}' ({path})"
     if not Path(path).is_file():
         raise SlideError(
             where,
-            "the file does not exist",
+            f"the file does not exist (looked for '{Path(path).absolute()}')",
             "correct the path in the slide table (relative paths are relative to the "
             "table's folder) or remove the row",
         )
-    try:
-        slide = openslide.OpenSlide(os.fspath(path))
-    except (openslide.OpenSlideError, OSError) as err:
-        raise SlideError(
-            where,
-            f"OpenSlide cannot open it ({type(err).__name__}: {err})",
-            "check that the file is a complete whole-slide image in a format OpenSlide "
-            "supports (SVS, tiled TIFF, NDPI, MRXS, SCN, Philips TIFF, DICOM); re-export "
-            "or re-copy it, or remove the row from the slide table",
-        ) from err
+    slide = _open_ome_tiff(path, where) if is_ome_tiff(path) else _open_openslide(path, where)
     try:
         last = slide.level_count - 1
         slide.read_region((0, 0), last, (1, 1))
     except (openslide.OpenSlideError, OSError) as err:
         slide.close()
-        raise SlideError(
+        raise _unreadable(
+            path,
             where,
-            f"OpenSlide opens it but cannot decode its pixels ({err})",
+            "it opens but its reader cannot decode its pixels",
+            str(err),
             "the file is probably truncated or corrupt: re-copy it from the scanner, "
             "or remove the row from the slide table",
         ) from err
     return slide
+
+
+def _unreadable(
+    path: str | os.PathLike[str], where: str, problem: str, detail: str, fix: str
+) -> SlideError:
+    """The error for a file its reader refuses: the format's own advice when it is known."""
+    known = unreadable_format(path)
+    if known is not None:
+        what, format_fix = known
+        return SlideError(where, f"{problem}: it is {what}", format_fix)
+    return SlideError(where, f"{problem} ({detail})", fix)
+
+
+def _open_openslide(path: str | os.PathLike[str], where: str) -> openslide.OpenSlide:
+    """OpenSlide's handle; a format it cannot read gets advice for that format."""
+    try:
+        return openslide.OpenSlide(os.fspath(path))
+    except (openslide.OpenSlideError, OSError) as err:
+        raise _unreadable(
+            path,
+            where,
+            "OpenSlide cannot open it",
+            f"{type(err).__name__}: {err}",
+            "check that the file is a complete whole-slide image in a format OpenSlide "
+            "supports (SVS, tiled TIFF, NDPI, MRXS, SCN, Philips TIFF, DICOM) or an "
+            "OME-TIFF; re-export or re-copy it, or remove the row from the slide table",
+        ) from err
+
+
+def _open_ome_tiff(path: str | os.PathLike[str], where: str) -> OmeTiffSlide:
+    """The OME-TIFF reader; a layout it does not read says what the file holds."""
+    try:
+        return OmeTiffSlide(path)
+    except UnsupportedOmeTiff as err:
+        raise SlideError(
+            where,
+            f"it is an OME-TIFF histoprog cannot read: {err}",
+            "export the slide as an 8-bit RGB (brightfield) OME-TIFF, or remove the row",
+        ) from err
+    except (tifffile.TiffFileError, OSError, ValueError, IndexError, KeyError) as err:
+        raise SlideError(
+            where,
+            f"its OME-TIFF structure does not read ({type(err).__name__}: {err})",
+            "the file is probably truncated or corrupt: re-export or re-copy it, or remove "
+            "the row from the slide table",
+        ) from err
 
 
 def resolve_mpp(
@@ -123,12 +172,12 @@ def resolve_mpp(
     Raises:
         SlideError: when none is available (the message names the ``mpp`` column).
     """
-    meta = _positive_float(properties.get(openslide.PROPERTY_NAME_MPP_X))
+    meta = positive_float(properties.get(openslide.PROPERTY_NAME_MPP_X))
     if meta is not None:
         return meta, "metadata"
     if sheet_mpp is not None and math.isfinite(sheet_mpp) and sheet_mpp > 0:
         return float(sheet_mpp), "sheet"
-    power = _positive_float(properties.get(openslide.PROPERTY_NAME_OBJECTIVE_POWER))
+    power = positive_float(properties.get(openslide.PROPERTY_NAME_OBJECTIVE_POWER))
     if power is not None:
         return 10.0 / power, "objective_power"
     raise SlideError(
@@ -140,7 +189,7 @@ def resolve_mpp(
 
 
 def slide_info(
-    slide: openslide.OpenSlide, path: str | os.PathLike[str], slide_id: str, sheet_mpp: float | None
+    slide: Slide, path: str | os.PathLike[str], slide_id: str, sheet_mpp: float | None
 ) -> SlideInfo:
     """Collect dimensions, pyramid, mpp (with source), objective power and bounds."""
     props = slide.properties
@@ -160,7 +209,7 @@ def slide_info(
         level_downsamples=tuple(float(d) for d in slide.level_downsamples),
         mpp=mpp,
         mpp_source=source,
-        objective_power=_positive_float(props.get(openslide.PROPERTY_NAME_OBJECTIVE_POWER)),
+        objective_power=positive_float(props.get(openslide.PROPERTY_NAME_OBJECTIVE_POWER)),
         vendor=props.get(openslide.PROPERTY_NAME_VENDOR),
         bounds=bounds,
     )
@@ -201,7 +250,7 @@ def plan_read(
     )
 
 
-def read_tile(slide: openslide.OpenSlide, plan: ReadPlan, x: int, y: int) -> np.ndarray:
+def read_tile(slide: Slide, plan: ReadPlan, x: int, y: int) -> np.ndarray:
     """Read the tile whose level-0 top-left is (x, y) as an RGB uint8 array (tile_px square).
 
     Transparent pixels (outside the scanned area) become white.
@@ -223,7 +272,7 @@ def rgba_to_rgb(image: Image.Image) -> Image.Image:
 
 
 def read_low_resolution(
-    slide: openslide.OpenSlide, info: SlideInfo, target_mpp: float, chunk_px: int = 4096
+    slide: Slide, info: SlideInfo, target_mpp: float, chunk_px: int = 4096
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Read the whole slide (within its bounds) at about ``target_mpp``, chunk by chunk.
 
@@ -261,12 +310,3 @@ def read_low_resolution(
             rgb[oy : oy + arr.shape[0], ox : ox + arr.shape[1]] = block
             transparent[oy : oy + arr.shape[0], ox : ox + arr.shape[1]] = alpha == 0
     return rgb, transparent, scale
-
-
-def _positive_float(value: Any) -> float | None:
-    """Parse a positive finite float, else None."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) and number > 0 else None
