@@ -25,6 +25,7 @@ def test_slide_table_defaults_paths_and_ids(tmp_path):
     assert list(table.index) == ["001", "S2"]  # ids stay strings (no 1)
     assert table.loc["001", "path"] == str(tmp_path / "slides" / "a.svs")
     assert table.loc["S2", "path"] == "/abs/b.tiff"
+    assert table.loc["001", "path_as_written"] == "slides/a.svs"
     assert table["mpp"].isna().all()
 
 

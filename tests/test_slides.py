@@ -114,6 +114,12 @@ def test_broken_slides_raise_slide_error(name, message):
 def test_missing_slide_names_file(tmp_path):
     with pytest.raises(SlideError, match=r"slide 'gone' .*gone.svs.*does not exist"):
         slides.open_slide(tmp_path / "gone.svs", "gone")
+    with pytest.raises(
+        SlideError,
+        match=rf"does not exist \(the slide table gives 'x/gone.svs', which resolves to "
+        rf"'{tmp_path / 'x' / 'gone.svs'}'\).*relative to the table's folder",
+    ):
+        slides.open_slide(tmp_path / "x" / "gone.svs", "gone", as_written="x/gone.svs")
 
 
 def test_low_resolution_view_matches_thumbnail_scale():

@@ -189,7 +189,8 @@ def load_slides(
 ) -> pd.DataFrame:
     """Read and validate one cohort's slide table; resolve paths against its folder.
 
-    ``mpp`` values must be plain numbers in um/px (empty = unknown) within
+    ``path`` is resolved; ``path_as_written`` keeps the table's text for messages. ``mpp``
+    values must be plain numbers in um/px (empty = unknown) within
     :data:`histoprog.resolution.PLAUSIBLE_MPP` unless ``allow_unusual_mpp``.
 
     Raises:
@@ -216,6 +217,7 @@ def load_slides(
         if mpp == mpp:
             check_sheet_mpp(mpp, f"{where}, slide '{slide}', column 'mpp'", allow_unusual_mpp)
     folder = Path(path).parent
+    table["path_as_written"] = table["path"]
     table["path"] = [
         os.path.normpath(folder / p) if not os.path.isabs(p) else p for p in table["path"]
     ]

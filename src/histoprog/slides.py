@@ -84,18 +84,25 @@ class ReadPlan:
         return asdict(self)
 
 
-def open_slide(path: str | os.PathLike[str], slide_id: str) -> Slide:
+def open_slide(path: str | os.PathLike[str], slide_id: str, as_written: str | None = None) -> Slide:
     """Open a slide, turning every failure into a `SlideError` that names the slide.
 
     OME-TIFF files open through tifffile, all others through OpenSlide. Besides opening,
     the top-left pixel of the coarsest level is read, so a file whose header parses but
     whose tiles do not decode fails here rather than mid-cohort.
+
+    Args:
+        path: the slide file (resolved).
+        slide_id: for messages.
+        as_written: the path as the slide table gives it (the ``path_as_written`` column
+            of :func:`histoprog.sheets.load_slides`), shown when the file is missing.
     """
     where = f"slide '{slide_id}' ({path})"
     if not Path(path).is_file():
+        written = f"the slide table gives '{as_written}', which " if as_written else "it "
         raise SlideError(
             where,
-            f"the file does not exist (looked for '{Path(path).absolute()}')",
+            f"the file does not exist ({written}resolves to '{Path(path).absolute()}')",
             "correct the path in the slide table (relative paths are relative to the "
             "table's folder) or remove the row",
         )
