@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from histoprog.classes import CLASSES
 from histoprog.commands import crlm_analysis, gmm_thresholds, sof, sof_table
 from histoprog.errors import InputError
-from histoprog.sof import CLASSES, QC_COLUMNS, compute_sofs, sof_columns
+from histoprog.sof import QC_COLUMNS, compute_sofs, sof_columns
 
 
 def run(module, argv: list[str]) -> None:

@@ -26,6 +26,7 @@ from torch import nn
 
 from histoprog.data import to_model_input
 from histoprog.errors import InputError
+from histoprog.inference import run_model
 
 PER_CLASS_COLUMNS = ("class", "support", "precision", "recall", "f1", "auc")
 
@@ -163,19 +164,15 @@ def predict(
         ``(labels, probs)``: N labels and an N x K float64 probability matrix.
     """
     device = torch.device(device)
-    model.to(device).eval()
-    norm: dict[str, Any] = {}
-    if mean is not None:
-        norm["mean"] = mean
-    if std is not None:
-        norm["std"] = std
+    norm = {k: v for k, v in (("mean", mean), ("std", std)) if v is not None}
     labels: list[np.ndarray] = []
     probs: list[np.ndarray] = []
-    with torch.inference_mode():
-        for tiles, y in batches:
-            logits = model(to_model_input(tiles, device, **norm))
-            probs.append(torch.softmax(logits.float(), dim=1).cpu().double().numpy())
-            labels.append(np.asarray(y))
+
+    def consume(batch: tuple[torch.Tensor, torch.Tensor], logits: torch.Tensor) -> None:
+        probs.append(torch.softmax(logits.float(), dim=1).cpu().double().numpy())
+        labels.append(np.asarray(batch[1]))
+
+    run_model(model, batches, lambda b: to_model_input(b[0], device, **norm), consume, device)
     if not probs:
         return np.zeros(0, dtype=int), np.zeros((0, 0))
     return np.concatenate(labels), np.concatenate(probs)

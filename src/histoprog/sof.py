@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from histoprog.classes import CLASSES, NO_TILE
 from histoprog.errors import InputError
 
 __all__ = [
@@ -45,9 +46,6 @@ __all__ = [
     "sof_columns",
 ]
 
-CLASSES: tuple[str, ...] = ("BACK", "DEB", "HEP", "LYM", "MUC", "STR", "TUM")
-"""Class names of the CRLM tissue classifier; grid value ``i`` is ``CLASSES[i]``."""
-
 TISSUE_CLASSES: tuple[str, ...] = ("TUM", "STR", "LYM", "HEP", "MUC", "DEB")
 """The tissue classes I, in contract (column) order."""
 
@@ -56,9 +54,6 @@ NON_TUMOUR_CLASSES: tuple[str, ...] = ("STR", "LYM", "HEP", "MUC", "DEB")
 
 QC_COLUMNS: tuple[str, ...] = ("n_tiles", "n_tissue", "tumour_region_tiles", "status")
 """QC keys that :func:`compute_sofs` returns after the feature columns."""
-
-NO_TILE = -1
-"""Grid value of a cell without a tile."""
 
 MIN_GMM_DISTANCES = 10
 """Fewest pooled distances (with at least 2 distinct values) a class needs for its GMM."""

@@ -1,8 +1,8 @@
 # Tissue classifier (METHODS 3): two training stages, evaluation, per-slide classification.
 # Stage 1 (crc): the 9 NCT-CRC-HE-100K classes from config tissue.crc_classes; stage 2 (crlm):
-# the 7 CRLM classes (histoprog.sof.CLASSES, the class-grid contract), started from stage 1.
+# the 7 CRLM classes (histoprog.classes.CLASSES, the class-grid contract), started from stage 1.
 
-from histoprog.sof import CLASSES as CRLM_CLASSES
+from histoprog.classes import CLASSES as CRLM_CLASSES
 
 TISSUE = config["tissue"]
 TISSUE_STAGES = ("crc", "crlm")

@@ -16,9 +16,9 @@ import pandas as pd
 
 from histoprog.analysis.crlm import CRLMResult, CRLMSettings, run_crlm
 from histoprog.analysis.features import load_cohort
-from histoprog.commands.sof import load_thresholds
 from histoprog.errors import InputError
 from histoprog.io import read_json, save_figure, write_json, write_tsv
+from histoprog.thresholds import load_thresholds
 
 log = logging.getLogger("histoprog.crlm_analysis")
 

@@ -6,18 +6,22 @@ import argparse
 import logging
 
 import pandas as pd
-import torch
 from torch.utils.data import DataLoader
 
-from histoprog.commands.train_tissue import add_stain_arguments, make_normalizer
+from histoprog.cli_options import (
+    add_outputs,
+    add_patch_stain_options,
+    add_torch_options,
+    patch_normalizer,
+)
 from histoprog.data import PatchFolder, check_stain_target
+from histoprog.device import select_device, set_threads
 from histoprog.evaluation import evaluate_predictions, predict
 from histoprog.io import save_figure, write_json, write_tsv
 from histoprog.models import load_checkpoint
 from histoprog.plots.tissue import confusion_heatmap, roc_curves
 from histoprog.progress import batch_len, log_progress
 from histoprog.provenance import provenance
-from histoprog.train import select_device
 
 log = logging.getLogger("histoprog.evaluate_tissue")
 
@@ -32,29 +36,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--classes", nargs="+", default=None, help="expected classes (default: the model's)"
     )
-    add_stain_arguments(parser)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--out-metrics", required=True, help="per-class metrics (TSV)")
-    parser.add_argument("--out-summary", required=True, help="accuracy etc. (JSON)")
-    parser.add_argument("--out-confusion", required=True, help="confusion counts (TSV)")
-    parser.add_argument("--out-roc", required=True, help="ROC curves (PNG)")
-    parser.add_argument("--out-heatmap", required=True, help="confusion heat map (PNG)")
+    add_patch_stain_options(parser)
+    add_torch_options(parser, batch_size=64, workers=0)
+    add_outputs(
+        parser,
+        metrics="per-class metrics (TSV)",
+        summary="accuracy etc. (JSON)",
+        confusion="confusion counts (TSV)",
+        roc="ROC curves (PNG)",
+        heatmap="confusion heat map (PNG)",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> None:
     """Predict the test folder and write metrics, confusion matrix and figures."""
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     model, meta = load_checkpoint(
         args.model, expected_kind="tissue_classifier", expected_class_names=args.classes
     )
     names = list(meta["class_names"])
     norm = meta.get("normalisation") or {}
-    normalizer = make_normalizer(args)
+    normalizer = patch_normalizer(args)
     target = normalizer.target.to_dict() if normalizer is not None else None
     check_stain_target(norm, target, f"model checkpoint '{args.model}'")
     dataset = PatchFolder(

@@ -14,11 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from histoprog.commands.sof import add_region_args, json_safe, load_grid, region_params
+from histoprog.class_grid import load_grid
+from histoprog.cli_options import add_cohort_slides, add_region_options, add_seed, region_params
 from histoprog.errors import InputError
 from histoprog.io import read_json, write_json
 from histoprog.provenance import provenance
 from histoprog.sof import NON_TUMOUR_CLASSES, class_distances, fit_infiltration_thresholds
+from histoprog.status import FAILED
+from histoprog.thresholds import json_safe
 
 log = logging.getLogger("histoprog.gmm_thresholds")
 
@@ -28,13 +31,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "gmm_thresholds", help="fit infiltration thresholds on the discovery cohort's grids"
     )
-    parser.add_argument("--slides-dir", required=True, help="results/<cohort>/slides")
-    parser.add_argument("--slide-ids", nargs="+", required=True)
+    add_cohort_slides(parser)
     parser.add_argument("--grid-name", default="class_grid.npy")
     parser.add_argument("--meta-name", default="class_counts.json")
     parser.add_argument("--cohort", required=True, help="discovery cohort name (recorded)")
-    parser.add_argument("--seed", type=int, default=0)
-    add_region_args(parser)
+    add_seed(parser)
+    add_region_options(parser)
     parser.add_argument("--out", required=True, help="thresholds JSON")
     parser.set_defaults(func=run)
 
@@ -46,7 +48,7 @@ def run(args: argparse.Namespace) -> None:
     used, no_region, failed = [], [], []
     for slide in args.slide_ids:
         folder = f"{args.slides_dir}/{slide}"
-        if read_json(f"{folder}/{args.meta_name}").get("status") == "failed":
+        if read_json(f"{folder}/{args.meta_name}").get("status") == FAILED:
             failed.append(slide)
             continue
         dists = class_distances(load_grid(f"{folder}/{args.grid_name}"), params)

@@ -10,72 +10,14 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
-import time
-from collections.abc import Mapping
-from typing import Any
 
-import numpy as np
-
-from histoprog.errors import InputError
-from histoprog.io import read_json, save_figure, write_json
-from histoprog.provenance import provenance
+from histoprog.class_grid import load_grid
+from histoprog.cli_options import add_outputs, add_region_options, add_slide_options, region_params
 from histoprog.sof import RegionParams, compute_sofs, distance_to_region, tumour_region
-from histoprog.status import failure_figure, upstream_failure
+from histoprog.stage import SlideStage, StageResult, read_upstream, save_picture
+from histoprog.thresholds import json_safe, load_thresholds
 
 log = logging.getLogger("histoprog.sof")
-
-
-def add_region_args(parser: argparse.ArgumentParser) -> None:
-    """Add the tumour-region options (config ``crlm.region``)."""
-    defaults = RegionParams()
-    parser.add_argument("--dilation", type=int, default=defaults.dilation)
-    parser.add_argument("--erosion", type=int, default=defaults.erosion)
-    parser.add_argument("--min-component-tiles", type=int, default=defaults.min_component_tiles)
-    parser.add_argument("--min-tumour-tiles", type=int, default=defaults.min_tumour_tiles)
-
-
-def region_params(args: argparse.Namespace) -> RegionParams:
-    """RegionParams from the parsed options."""
-    return RegionParams(
-        dilation=args.dilation,
-        erosion=args.erosion,
-        min_component_tiles=args.min_component_tiles,
-        min_tumour_tiles=args.min_tumour_tiles,
-    )
-
-
-def load_grid(path: str) -> np.ndarray:
-    """A class grid from ``.npy``; a clear error if it cannot be read."""
-    try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise InputError(
-            f"class grid '{path}'",
-            f"it cannot be read as a .npy array ({err})",
-            "re-run the classify stage for this slide",
-        ) from err
-
-
-def load_thresholds(path: str) -> dict[str, float]:
-    """Infiltration thresholds from ``infiltration_thresholds.json`` or a ``model.json``.
-
-    JSON null (a class without a fitted threshold) becomes NaN.
-    """
-    data = read_json(path)
-    values = data.get("thresholds", data.get("gmm_thresholds"))
-    if not isinstance(values, Mapping):
-        raise InputError(
-            f"thresholds file '{path}'",
-            "has no 'thresholds' (or model.json 'gmm_thresholds') mapping",
-            "point it at results/analysis/crlm/infiltration_thresholds.json or a model.json",
-        )
-    return {c: math.nan if v is None else float(v) for c, v in values.items()}
-
-
-def json_safe(record: Mapping[str, Any]) -> dict[str, Any]:
-    """Replace NaN floats by None (JSON null)."""
-    return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in record.items()}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -84,52 +26,56 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--grid", required=True, help="class grid (.npy) from classify")
     parser.add_argument("--meta", required=True, help="class_counts.json (status)")
     parser.add_argument("--thresholds", required=True, help="infiltration thresholds JSON")
-    parser.add_argument("--slide-id", required=True)
-    parser.add_argument("--patient-id", required=True)
-    add_region_args(parser)
+    add_slide_options(parser, slide_file=False, patient_id=True)
+    add_region_options(parser)
     parser.add_argument("--out", required=True, help="SOF record (JSON)")
-    parser.add_argument("--out-figure", required=True, help="per-slide SOF figure (PNG)")
+    add_outputs(parser, figure="per-slide SOF figure (PNG)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> None:
     """Compute and write one slide's SOFs and figure."""
-    from histoprog.plots.survival import sof_slide_figure
-
-    started = time.perf_counter()
+    stage = SlideStage(
+        "sof",
+        args.slide_id,
+        log,
+        record=args.out,
+        outputs={args.out_figure: save_picture},
+        failure_figure=args.out_figure,
+        summary="sof {status}, {n_tissue} tissue tiles, tumour region {tumour_region_tiles} "
+        "tiles in {seconds:.2f} s ({rate:.0f} tiles/s)",
+        count="n_tissue",
+    )
     params = region_params(args)
     thresholds = load_thresholds(args.thresholds)
-    record: dict[str, Any] = {"slide_id": args.slide_id, "patient_id": args.patient_id}
-    failed = upstream_failure(read_json(args.meta))
-    if failed:
-        record.update(failed)
-        figure = failure_figure(args.slide_id, failed["failed_stage"], failed["reason"])
-    else:
-        grid = load_grid(args.grid)
-        record.update(compute_sofs(grid, thresholds, params))
-        region = tumour_region(grid, params)
-        figure = sof_slide_figure(
-            grid.astype(int),
-            region,
-            distance_to_region(region),
-            thresholds,
-            f"slide {args.slide_id}: {record['status']}, {record['n_tissue']} tissue tiles, "
-            f"tumour region {record['tumour_region_tiles']} tiles",
-        )
-    record["seconds"] = round(time.perf_counter() - started, 3)
-    record["provenance"] = provenance(
-        {"region": params.__dict__, "thresholds_file": args.thresholds}
+    stage.run(
+        {
+            "slide_id": args.slide_id,
+            "patient_id": args.patient_id,
+            "thresholds": json_safe(thresholds),
+        },
+        {"region": params.__dict__, "thresholds_file": args.thresholds},
+        lambda: slide_sofs(args, thresholds, params),
+        StageResult({}),
+        upstream=[read_upstream(args.meta, "classify")],
     )
-    record["thresholds"] = json_safe(thresholds)
-    save_figure(args.out_figure, figure, dpi=100)
-    write_json(args.out, json_safe(record))
-    n_tissue = record.get("n_tissue") or 0
-    log.info(
-        "slide %s: sof %s, %d tissue tiles, tumour region %s tiles in %.2f s (%.0f tiles/s)",
-        args.slide_id,
-        record["status"],
-        n_tissue,
-        record.get("tumour_region_tiles"),
-        record["seconds"],
-        n_tissue / record["seconds"] if record["seconds"] > 0 else 0.0,
+
+
+def slide_sofs(
+    args: argparse.Namespace, thresholds: dict[str, float], params: RegionParams
+) -> StageResult:
+    """The slide's SOFs (NaN as null) and its figure."""
+    from histoprog.plots.survival import sof_slide_figure
+
+    grid = load_grid(args.grid)
+    sofs = compute_sofs(grid, thresholds, params)
+    region = tumour_region(grid, params)
+    figure = sof_slide_figure(
+        grid.astype(int),
+        region,
+        distance_to_region(region),
+        thresholds,
+        f"slide {args.slide_id}: {sofs['status']}, {sofs['n_tissue']} tissue tiles, "
+        f"tumour region {sofs['tumour_region_tiles']} tiles",
     )
+    return StageResult(json_safe(sofs), {args.out_figure: figure})

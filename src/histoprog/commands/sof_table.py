@@ -6,6 +6,7 @@ import argparse
 import logging
 
 from histoprog.analysis.features import sof_table
+from histoprog.cli_options import add_cohort_slides
 from histoprog.io import read_json, write_tsv
 
 log = logging.getLogger("histoprog.sof_table")
@@ -14,8 +15,7 @@ log = logging.getLogger("histoprog.sof_table")
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``sof_table`` subcommand."""
     parser = subparsers.add_parser("sof_table", help="per-cohort sof.tsv from per-slide SOFs")
-    parser.add_argument("--slides-dir", required=True, help="results/<cohort>/slides")
-    parser.add_argument("--slide-ids", nargs="+", required=True)
+    add_cohort_slides(parser)
     parser.add_argument("--name", default="sof.json", help="per-slide SOF record file name")
     parser.add_argument("--out", required=True)
     parser.set_defaults(func=run)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from histoprog.cli_options import add_cohort_slides
 from histoprog.io import write_tsv
 from histoprog.status import cohort_status
 
@@ -13,8 +14,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "status", help="per-cohort table of which slides failed, at which stage and why"
     )
-    parser.add_argument("--slides-dir", required=True, help="results/<cohort>/slides")
-    parser.add_argument("--slide-ids", nargs="+", required=True)
+    add_cohort_slides(parser)
     parser.add_argument(
         "--stages",
         nargs="+",

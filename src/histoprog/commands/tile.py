@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import argparse
 import logging
-import time
+from functools import partial
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
 from histoprog import slides, tiling
+from histoprog.cli_options import add_outputs, add_slide_options
 from histoprog.errors import SlideError
-from histoprog.io import save_image, write_json, write_tsv
-from histoprog.provenance import provenance
-from histoprog.status import OK, failure_figure, failure_record
+from histoprog.io import write_tsv
+from histoprog.stage import SlideStage, StageResult, save_picture
 
 log = logging.getLogger("histoprog.tile")
 
@@ -22,8 +21,7 @@ log = logging.getLogger("histoprog.tile")
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``tile`` subcommand."""
     parser = subparsers.add_parser("tile", help="tile one slide (tile table + tissue-mask QC)")
-    parser.add_argument("--slide", required=True, help="slide file")
-    parser.add_argument("--slide-id", required=True)
+    add_slide_options(parser)
     parser.add_argument("--sheet-mpp", type=float, default=None, help="mpp from the slide table")
     parser.add_argument("--target-mpp", type=float, default=0.5)
     parser.add_argument("--tile-px", type=int, default=224)
@@ -33,15 +31,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--value-min", type=float, default=0.85)
     parser.add_argument("--black-value-max", type=float, default=0.05)
     parser.add_argument("--max-blank-fraction", type=float, default=0.5)
-    parser.add_argument("--out-tiles", required=True, help="tile table (TSV)")
-    parser.add_argument("--out-meta", required=True, help="slide/tiling metadata (JSON)")
-    parser.add_argument("--out-mask", required=True, help="tissue-mask QC image (PNG)")
+    add_outputs(
+        parser,
+        tiles="tile table (TSV)",
+        meta="slide/tiling metadata (JSON)",
+        mask="tissue-mask QC image (PNG)",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> None:
     """Tile one slide; a slide-level problem is recorded as ``status: failed``."""
-    started = time.perf_counter()
+    stage = SlideStage(
+        "tile",
+        args.slide_id,
+        log,
+        record=args.out_meta,
+        outputs={args.out_tiles: write_tsv, args.out_mask: partial(save_picture, dpi=110)},
+        failure_figure=args.out_mask,
+        summary="{status}, {n_tiles} tissue tiles of {n_grid_tiles} grid tiles in "
+        "{seconds:.2f} s ({rate:.0f} grid tiles/s)",
+        count="n_grid_tiles",
+    )
     blank = tiling.BlankParams(
         saturation_max=args.saturation_max,
         value_min=args.value_min,
@@ -56,38 +67,17 @@ def run(args: argparse.Namespace) -> None:
         "blank": blank.to_dict(),
         "sheet_mpp": args.sheet_mpp,
     }
-    meta: dict[str, Any] = {"slide_id": args.slide_id, "slide_path": args.slide}
     log.info("slide %s: tiling %s (%d px tiles at %g um/px)", args.slide_id, args.slide,
              args.tile_px, args.target_mpp)  # fmt: skip
-    try:
-        table, meta_ok, figure = tile_slide(args, blank)
-    except SlideError as err:
-        log.error("%s", err)
-        meta.update(failure_record("tile", str(err)), n_tiles=0)
-        table = pd.DataFrame(columns=list(tiling.TILE_COLUMNS))
-        figure = failure_figure(args.slide_id, "tile", str(err))
-    else:
-        meta.update(meta_ok, status=OK)
-    meta["seconds"] = round(time.perf_counter() - started, 3)
-    meta["provenance"] = provenance(params)
-    write_tsv(args.out_tiles, table)
-    save_image(args.out_mask, figure)
-    write_json(args.out_meta, meta)
-    n_grid = meta.get("n_grid_tiles", 0)
-    log.info(
-        "slide %s: %s, %d tissue tiles of %d grid tiles in %.2f s (%.0f grid tiles/s)",
-        args.slide_id,
-        meta["status"],
-        meta["n_tiles"],
-        n_grid,
-        meta["seconds"],
-        n_grid / meta["seconds"] if meta["seconds"] > 0 else 0.0,
+    stage.run(
+        {"slide_id": args.slide_id, "slide_path": args.slide},
+        params,
+        lambda: tile_slide(args, blank),
+        StageResult({"n_tiles": 0}, {args.out_tiles: pd.DataFrame(columns=[*tiling.TILE_COLUMNS])}),
     )
 
 
-def tile_slide(
-    args: argparse.Namespace, blank: tiling.BlankParams
-) -> tuple[pd.DataFrame, dict[str, Any], Any]:
+def tile_slide(args: argparse.Namespace, blank: tiling.BlankParams) -> StageResult:
     """Open, plan, mask and grid one slide; raise `SlideError` for slide-level problems."""
     slide = slides.open_slide(args.slide, args.slide_id)
     try:
@@ -118,4 +108,4 @@ def tile_slide(
         "n_tiles": len(table),
     }
     figure = tiling.mask_thumbnail(rgb, tissue, grid, scale, table)
-    return table, meta, figure
+    return StageResult(meta, {args.out_tiles: table, args.out_mask: figure})

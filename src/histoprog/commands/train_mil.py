@@ -14,11 +14,11 @@ import logging
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 from histoprog.analysis.features import read_clinical
-from histoprog.commands.nuclei import bag_size_arg
+from histoprog.cli_options import add_outputs, add_seed, add_torch_options, bag_size
 from histoprog.data import IMAGENET_MEAN, IMAGENET_STD
+from histoprog.device import select_device, set_threads
 from histoprog.errors import InputError
 from histoprog.hcc.bags import HEAT_MEAN, HEAT_STD
 from histoprog.hcc.labels import check_classes, label_counts, mil_labels
@@ -27,7 +27,6 @@ from histoprog.io import read_json, save_figure, write_tsv
 from histoprog.models import architecture_of, save_checkpoint
 from histoprog.plots.hcc import mil_curves
 from histoprog.sheets import read_table, require_columns
-from histoprog.train import select_device
 
 log = logging.getLogger("histoprog.train_mil")
 
@@ -55,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--l2", type=float, default=d.l2)
     parser.add_argument("--t", type=float, default=d.t, help="score threshold")
     parser.add_argument("--p", type=int, default=d.p, help="generalised-mean power")
-    parser.add_argument("--bag-size", type=bag_size_arg, default=d.bag_size)
+    parser.add_argument("--bag-size", type=bag_size, default=d.bag_size)
     parser.add_argument("--val-fraction", type=float, default=d.val_fraction)
     parser.add_argument("--weights", default=d.weights, help="imagenet | none | a file")
     parser.add_argument("--no-augment", action="store_true")
@@ -65,13 +64,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="frozen",
         help="frozen: running statistics while training (default); bag: each bag's statistics",
     )
-    parser.add_argument("--seed", type=int, default=d.seed)
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--out-model", required=True)
-    parser.add_argument("--out-history", required=True)
-    parser.add_argument("--out-curve", required=True)
-    parser.add_argument("--out-labels", required=True)
+    add_seed(parser, d.seed)
+    add_torch_options(parser)
+    add_outputs(
+        parser,
+        model="MIL checkpoint (.pt)",
+        history="training history (TSV)",
+        curve="learning curves (PNG)",
+        labels="label table (TSV)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -120,8 +121,7 @@ def _counts(table: pd.DataFrame) -> dict[str, int]:
 
 def run(args: argparse.Namespace) -> None:
     """Label, train, write the model, history, curves and label table."""
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     table = label_table(args.cohort, args.time, args.event, args.good_months, args.poor_months)
     names = ", ".join(c[0] for c in args.cohort)
     where = f"training cohort(s) {names}"

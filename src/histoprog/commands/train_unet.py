@@ -5,12 +5,11 @@ from __future__ import annotations
 import argparse
 import logging
 
-import torch
-
+from histoprog.cli_options import add_outputs, add_seed, add_torch_options
+from histoprog.device import select_device, set_threads
 from histoprog.hcc.unet import UnetConfig, save_unet, train_unet
 from histoprog.io import save_figure, write_tsv
 from histoprog.plots.hcc import unet_curves
-from histoprog.train import select_device
 
 log = logging.getLogger("histoprog.train_unet")
 
@@ -25,27 +24,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--epochs", type=int, default=d.epochs)
     parser.add_argument("--crop", type=int, default=d.crop, help="crop side fed to the U-net")
     parser.add_argument("--crops-per-image", type=int, default=d.crops_per_image)
-    parser.add_argument("--batch-size", type=int, default=d.batch_size)
     parser.add_argument("--lr", type=float, default=d.lr)
     parser.add_argument("--val-fraction", type=float, default=d.val_fraction)
     parser.add_argument("--image-mpp", type=float, default=d.image_mpp, help="the images' mpp")
     parser.add_argument(
         "--target-mpp", type=float, default=d.target_mpp, help="mpp of the tiles at inference"
     )
-    parser.add_argument("--seed", type=int, default=d.seed)
-    parser.add_argument("--workers", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    parser.add_argument("--out-model", required=True)
-    parser.add_argument("--out-history", required=True)
-    parser.add_argument("--out-curve", required=True)
+    add_seed(parser, d.seed)
+    add_torch_options(parser, batch_size=d.batch_size, workers=0)
+    add_outputs(
+        parser,
+        model="U-net checkpoint (.pt)",
+        history="training history (TSV)",
+        curve="learning curves (PNG)",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> None:
     """Train, then write the checkpoint, the history table and the learning curves."""
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     cfg = UnetConfig(
         encoder=args.encoder,
         weights=None if str(args.weights).lower() == "none" else args.weights,

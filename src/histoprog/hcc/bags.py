@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import time
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,11 +22,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
-from histoprog.data import IMAGENET_MEAN, IMAGENET_STD, SlideTiles, open_worker_slide
+from histoprog.data import IMAGENET_MEAN, IMAGENET_STD, SlideTiles
 from histoprog.errors import InputError, SlideError
-from histoprog.hcc.unet import heat_maps
+from histoprog.hcc.unet import heat_from_logits
+from histoprog.inference import SlideBatch, run_on_slide_tiles
 from histoprog.io import atomic_path
 from histoprog.slides import ReadPlan, open_slide, read_tile
 from histoprog.stain import VahadaneNormalizer, VahadaneParams
@@ -166,32 +165,21 @@ def build_bag(
     Raises:
         SlideError: the slide cannot be opened, or no tile could be read.
     """
-    dataset.open()  # fails here with the slide named, not in a worker
-    dataset.close()
-    loader = DataLoader(
-        dataset,
-        batch_size=batch_size,
-        num_workers=workers,
-        worker_init_fn=open_worker_slide,
-        pin_memory=device.type == "cuda",
-        prefetch_factor=4 if workers else None,
-    )
     n = len(dataset)
     px = dataset.plan.tile_px
     tiles = np.zeros((n, px, px, 3), np.uint8)
     heat = np.zeros((n, px, px), np.uint8)
     ok = np.zeros(n, bool)
-    unet.to(device).eval()
-    started = time.perf_counter()
-    try:
-        for batch, index, read_ok, _ in loader:
-            idx = index.numpy()
-            tiles[idx] = batch.numpy()
-            heat[idx] = heat_maps(unet, batch, device).numpy()
-            ok[idx] = read_ok.numpy().astype(bool)
-    finally:
-        dataset.close()
-    seconds = time.perf_counter() - started
+
+    def consume(batch: SlideBatch, logits: torch.Tensor) -> None:
+        idx = batch[1].numpy()
+        tiles[idx] = batch[0].numpy()
+        heat[idx] = heat_from_logits(logits).numpy()
+        ok[idx] = batch[2].numpy().astype(bool)
+
+    seconds = run_on_slide_tiles(
+        unet, dataset, consume, batch_size=batch_size, workers=workers, device=device
+    )
     if not ok.any():
         raise SlideError(
             f"slide '{dataset.slide_id}'",

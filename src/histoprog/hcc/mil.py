@@ -31,6 +31,7 @@ from torch import nn
 
 from histoprog.errors import InputError
 from histoprog.hcc.bags import Bag, bag_input
+from histoprog.inference import batch_slices, run_model
 from histoprog.models import MilLoss, build_mil_mobilenet, signed_generalised_mean, slide_score
 from histoprog.models.mil import THRESHOLD
 
@@ -332,15 +333,15 @@ def score_bag(
 ) -> BagScore:
     """Score every tile of a bag with the model in eval mode (batches of ``batch_size``)."""
     device = torch.device(device)
-    model.to(device).eval()
     norm = {k: v for k, v in (("mean", mean), ("std", std)) if v is not None}
-    logits = []
-    with torch.inference_mode():
-        for i in range(0, len(bag), batch_size):
-            x = bag_input(
-                bag.tiles[i : i + batch_size], bag.heat[i : i + batch_size], device, **norm
-            )
-            logits.append(model(x).reshape(-1).float().cpu())
-        z = torch.cat(logits)
-        t = signed_generalised_mean(z.double(), p)
+    logits: list[torch.Tensor] = []
+    run_model(
+        model,
+        batch_slices(len(bag), batch_size),
+        lambda rows: bag_input(bag.tiles[rows], bag.heat[rows], device, **norm),
+        lambda _, out: logits.append(out.reshape(-1).float().cpu()),
+        device,
+    )
+    z = torch.cat(logits)
+    t = signed_generalised_mean(z.double(), p)
     return BagScore(float(torch.sigmoid(t)), float(t), z.numpy())

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 from PIL import Image, ImageDraw
-
-from histoprog.io import atomic_path
 
 #: pixels between tiles and above the rows (for the title)
 GAP, HEADER = 4, 18
@@ -29,9 +25,3 @@ def nuclei_montage(tiles: np.ndarray, heat: np.ndarray, title: str = "") -> Imag
         canvas.paste(Image.fromarray(255 - heat[i]).convert("RGB"), (x, HEADER + side + GAP))
     ImageDraw.Draw(canvas).text((GAP, 3), f"{title}: Vahadane tiles / nuclei heat maps", "black")
     return canvas
-
-
-def save_png(path: str | os.PathLike[str], image: Image.Image) -> None:
-    """Write a PNG atomically."""
-    with atomic_path(path) as tmp:
-        image.save(tmp, format="PNG")

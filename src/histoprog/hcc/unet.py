@@ -35,6 +35,7 @@ from histoprog.hcc.nuclei_data import (
     split_pairs,
     window_px,
 )
+from histoprog.inference import batch_slices, run_model
 from histoprog.models import (
     DiceLoss,
     architecture_of,
@@ -123,11 +124,14 @@ def _evaluate(
 ) -> tuple[float, float]:
     """(Dice loss, hard Dice at 0.5) over all validation crops."""
     loss_fn = DiceLoss(eps=1e-8, from_logits=False)
-    model.eval()
-    probs = []
-    with torch.inference_mode():
-        for i in range(0, len(images), batch):
-            probs.append(torch.sigmoid(model(to_model_input(images[i : i + batch], device))).cpu())
+    probs: list[torch.Tensor] = []
+    run_model(
+        model,
+        batch_slices(len(images), batch),
+        lambda rows: to_model_input(images[rows], device),
+        lambda _, logits: probs.append(torch.sigmoid(logits).cpu()),
+        device,
+    )
     p = torch.cat(probs)
     return float(loss_fn(p, masks)), dice_coefficient(p, masks)
 
@@ -261,6 +265,18 @@ def heat_maps(
     std: tuple[float, ...] = IMAGENET_STD,
 ) -> torch.Tensor:
     """Nuclei heat maps of a batch: uint8 N x H x W tiles -> uint8 N x H x W (``255 p``)."""
-    with torch.inference_mode():
-        logits = model(to_model_input(tiles, device, mean, std))
-        return torch.sigmoid(logits.float())[:, 0].mul_(255).round_().to(torch.uint8).cpu()
+    device = torch.device(device)
+    heat: list[torch.Tensor] = []
+    run_model(
+        model,
+        [tiles],
+        lambda batch: to_model_input(batch, device, mean, std),
+        lambda _, logits: heat.append(heat_from_logits(logits)),
+        device,
+    )
+    return heat[0]
+
+
+def heat_from_logits(logits: torch.Tensor) -> torch.Tensor:
+    """U-net logits N x 1 x H x W -> uint8 N x H x W heat maps (``round(255 p)``) on the CPU."""
+    return torch.sigmoid(logits.float())[:, 0].mul_(255).round_().to(torch.uint8).cpu()

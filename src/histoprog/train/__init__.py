@@ -10,7 +10,6 @@ from histoprog.train.tissue import (
     fit_classifier,
     normalisation_record,
     save_tissue_checkpoint,
-    select_device,
     train_tissue_classifier,
 )
 
@@ -20,6 +19,5 @@ __all__ = [
     "fit_classifier",
     "normalisation_record",
     "save_tissue_checkpoint",
-    "select_device",
     "train_tissue_classifier",
 ]
