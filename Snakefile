@@ -34,8 +34,17 @@ include: "workflow/rules/report.smk"
 include: "workflow/rules/hcc.smk"
 
 
+# What `snakemake` makes by default: for CRLM cohorts the slide status table, the tissue
+# models, class grids, sof.tsv and, when a discovery cohort exists, the CRLM survival
+# analysis (results/analysis/crlm/); for HCC cohorts mil.tsv (which lists failed slides
+# with their reason) and, when a training cohort exists, the HCC analysis; the report's
+# per-slide figures. Each rule file lists its own targets.
 rule all:
     default_target: True
     input:
-        all_targets(),
+        STATUS_TARGETS,
+        TISSUE_TARGETS,
+        SOF_TARGETS,
+        CRLM_TARGETS,
+        HCC_TARGETS,
         REPORT_TARGETS,

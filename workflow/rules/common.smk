@@ -1,4 +1,6 @@
-# Sheets, validation and input functions shared by all rule files.
+# Sheets, validation, the cohorts of each branch and the helpers shared by all rule files
+# (output paths, input functions, command-line pieces). Everything here reads only what is
+# defined above it; each rule file lists its own default targets for the Snakefile.
 
 import os
 from pathlib import Path
@@ -46,6 +48,7 @@ wildcard_constraints:
 
 
 def slide_row(wildcards):
+    """The job's row of its cohort's slide table."""
     table = SLIDES.get(wildcards.cohort)
     if table is None or wildcards.slide not in table.index:
         raise WorkflowError(
@@ -53,6 +56,16 @@ def slide_row(wildcards):
             f"'{wildcards.cohort}'; check the target path against the slide_id column"
         )
     return table.loc[wildcards.slide]
+
+
+def slide_path(wildcards):
+    """The job's slide file, as its slide table gives it."""
+    return slide_row(wildcards)["path"]
+
+
+def slide_patient(wildcards):
+    """The patient of the job's slide."""
+    return slide_row(wildcards)["patient_id"]
 
 
 def synthesised(cohort):
@@ -69,13 +82,23 @@ def slide_file(wildcards):
     """
     if synthesised(wildcards.cohort):
         return f"demo_data/{wildcards.cohort}/slides.tsv"
-    path = slide_row(wildcards)["path"]
+    path = slide_path(wildcards)
     return path if os.path.exists(path) else []
 
 
+def optional_arg(flag, value):
+    """``flag value`` for a command line, or "" when the value is unset (None, "", NaN)."""
+    unset = value is None or value == "" or value != value
+    return "" if unset else f"{flag} {value}"
+
+
 def sheet_mpp_arg(wildcards):
-    mpp = slide_row(wildcards)["mpp"]
-    return "" if mpp != mpp or mpp is None else f"--sheet-mpp {mpp}"
+    """--sheet-mpp from the slide table's mpp column, when the row has one."""
+    return optional_arg("--sheet-mpp", slide_row(wildcards)["mpp"])
+
+
+# the stain target image (config stain.target_image) of every stage that normalises tiles
+STAIN_TARGET_ARG = optional_arg("--target-image", config["stain"]["target_image"])
 
 
 def tiling(wildcards):
@@ -83,34 +106,92 @@ def tiling(wildcards):
     return config["tile"][COHORTS.loc[wildcards.cohort, "pipeline"]]
 
 
+# Per-slide outputs live in results/<cohort>/slides/<slide>/: these helpers are the only
+# place that spells the layout.
+
+
+def cohort_slides(cohort):
+    """The folder holding one output folder per slide of a cohort."""
+    return f"results/{cohort}/slides"
+
+
 def slide_dir(cohort, slide):
-    return f"results/{cohort}/slides/{slide}"
+    """One slide's output folder."""
+    return f"{cohort_slides(cohort)}/{slide}"
 
 
-def cohort_slide_outputs(cohort, name):
-    """One per-slide output file for every slide of a cohort."""
-    if cohort not in SLIDES:
-        return []
-    return [f"{slide_dir(cohort, s)}/{name}" for s in SLIDES[cohort].index]
+# one slide's output folder with {cohort} and {slide} wildcards: f"{SLIDE}/tiles.tsv"
+SLIDE = slide_dir("{cohort}", "{slide}")
+# the job's cohort folder in a shell command (Snakemake fills in the wildcard)
+JOB_COHORT_SLIDES = cohort_slides("{wildcards.cohort}")
 
 
-def all_targets():
-    """What `snakemake` makes by default: for CRLM cohorts the slide status table, the
-    tissue models, class grids, sof.tsv and, when a discovery cohort exists, the CRLM
-    survival analysis (results/analysis/crlm/); for HCC cohorts mil.tsv (which lists
-    failed slides with their reason) and, when a training cohort exists, the HCC analysis.
+def slide_ids(cohort):
+    """The slide ids of a cohort, in slide-table order."""
+    return list(SLIDES[cohort].index)
+
+
+def slide_outputs(cohorts, name):
+    """One per-slide output file for every slide of the given cohorts."""
+    return [
+        f"{slide_dir(c, s)}/{name}"
+        for c in cohorts
+        if c in SLIDES
+        for s in slide_ids(c)
+    ]
+
+
+def every_slide(name):
+    """Input function: one per-slide output file for every slide of the job's cohort."""
+    return lambda wildcards: slide_outputs([wildcards.cohort], name)
+
+
+def report_slides(cohort):
+    """The slides whose figures the report shows: the first report.slides_per_cohort."""
+    return slide_ids(cohort)[: config["report"]["slides_per_cohort"]]
+
+
+def report_slide_figures(name):
+    """Input function: one per-slide figure for each report slide of the job's cohort."""
+    return lambda wc: [
+        f"{slide_dir(wc.cohort, s)}/{name}" for s in report_slides(wc.cohort)
+    ]
+
+
+def per_attempt(base):
+    """A resource of ``base`` at the first attempt that grows with each retry (x2, x3).
+
+    For ``mem_mb`` (MB) and ``runtime`` (minutes): a Slurm job killed for memory or time
+    is resubmitted with more (profiles/slurm sets ``retries``).
     """
-    crlm = [c for c in COHORTS.index if COHORTS.loc[c, "pipeline"] == "crlm"]
-    return (
-        [f"results/{cohort}/slide_status.tsv" for cohort in SLIDES if cohort in crlm]
-        + TISSUE_TARGETS
-        + [f"results/{cohort}/sof.tsv" for cohort in crlm if cohort in SLIDES]
-        + ([f"{CRLM_OUT}/model.json"] if CRLM_DISCOVERY else [])
-        + HCC_TARGETS
-    )
+    return lambda wildcards, attempt: base * attempt
 
 
-# CRLM analysis helpers (the globals they use are defined in sof.smk and crlm.smk)
+# Cohorts by branch, from the cohort sheet (sheet order everywhere)
+
+
+def slide_cohorts(pipeline):
+    """The cohorts of a pipeline (crlm or hcc) that have a slide table."""
+    return [c for c in SLIDES if COHORTS.loc[c, "pipeline"] == pipeline]
+
+
+# CRLM: the discovery cohort fits the model, validation cohorts only apply it
+CRLM_COHORTS = [
+    c
+    for c in COHORTS.index
+    if COHORTS.loc[c, "pipeline"] == "crlm"
+    and COHORTS.loc[c, "role"] in ("discovery", "validation")
+]
+CRLM_DISCOVERY = [c for c in CRLM_COHORTS if COHORTS.loc[c, "role"] == "discovery"]
+CRLM_SLIDE_COHORTS = [c for c in CRLM_COHORTS if c in SLIDES]
+CRLM_OUT = "results/analysis/crlm"
+# HCC: train cohorts train the MIL model; every HCC cohort with slides is scored
+HCC_COHORTS = slide_cohorts("hcc")
+HCC_TRAIN = [c for c in HCC_COHORTS if COHORTS.loc[c, "role"] == "train"]
+HCC_OUT = "results/analysis/hcc"
+
+
+# CRLM analysis helpers
 
 
 def infiltration_thresholds(wildcards=None):
@@ -124,7 +205,7 @@ def infiltration_thresholds(wildcards=None):
             "discovery cohort has none to fit the infiltration thresholds on. Fix: set it "
             "to an infiltration_thresholds.json or model.json from an earlier discovery run."
         )
-    return "results/analysis/crlm/infiltration_thresholds.json"
+    return f"{CRLM_OUT}/infiltration_thresholds.json"
 
 
 def crlm_features(cohort):
@@ -149,16 +230,7 @@ def crlm_figures(name, caption, kind):
     return [report(p, subcategory=c, **kw) for c, p in paths.items()]
 
 
-def per_attempt(base):
-    """A resource of ``base`` at the first attempt that grows with each retry (x2, x3).
-
-    For ``mem_mb`` (MB) and ``runtime`` (minutes): a Slurm job killed for memory or time
-    is resubmitted with more (profiles/slurm sets ``retries``).
-    """
-    return lambda wildcards, attempt: base * attempt
-
-
-# HCC helpers (the globals they use are defined in hcc.smk)
+# HCC analysis helpers
 
 
 def hcc_figures(name, caption, subcategory):
@@ -171,7 +243,7 @@ def hcc_figures(name, caption, subcategory):
 def hcc_train_args(wildcards, input):
     """--cohort NAME SLIDES SLIDE_DIR CLINICAL, once per training cohort."""
     return " ".join(
-        f"--cohort {c} {COHORTS.loc[c, 'slides']!r} results/{c}/slides {k!r}"
+        f"--cohort {c} {COHORTS.loc[c, 'slides']!r} {cohort_slides(c)} {k!r}"
         for c, k in zip(HCC_TRAIN, input.clinical)
     )
 
@@ -179,6 +251,6 @@ def hcc_train_args(wildcards, input):
 def hcc_analysis_args(wildcards, input):
     """--cohort NAME ROLE MIL_TSV CLINICAL SLIDE_DIR, once per HCC cohort."""
     return " ".join(
-        f"--cohort {c} {COHORTS.loc[c, 'role']} {m} {k!r} results/{c}/slides"
+        f"--cohort {c} {COHORTS.loc[c, 'role']} {m} {k!r} {cohort_slides(c)}"
         for c, m, k in zip(HCC_COHORTS, input.mil, input.clinical)
     )

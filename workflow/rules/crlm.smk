@@ -3,7 +3,6 @@
 
 import json
 
-CRLM_OUT = "results/analysis/crlm"
 CRLM_TABLES = [
     "cutpoints",
     "univariate_cox",
@@ -29,6 +28,8 @@ CRLM_SETTINGS = {
 
 # the thresholds go into model.json; needed whenever a CRLM cohort has slides
 CRLM_THRESHOLDS = [infiltration_thresholds()] if CRLM_SLIDE_COHORTS else []
+# default target: the model (with every table and figure) when a discovery cohort exists
+CRLM_TARGETS = [f"{CRLM_OUT}/model.json"] if CRLM_DISCOVERY else []
 
 
 rule crlm_analysis:

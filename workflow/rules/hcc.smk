@@ -1,16 +1,11 @@
 # The HCC branch (METHODS 6): nuclei U-net, per-slide bags with heat maps, MIL slide score,
 # per-cohort mil.tsv and the RFS analysis in results/analysis/hcc/. Cohorts with
 # pipeline hcc; role train cohorts train the MIL model, every HCC cohort is scored and
-# analysed (per-cohort files).
+# analysed (per-cohort files; HCC_COHORTS and HCC_TRAIN are in common.smk).
 
 import json
 
 HCC = config["hcc"]
-HCC_COHORTS = [
-    c for c in COHORTS.index if COHORTS.loc[c, "pipeline"] == "hcc" and c in SLIDES
-]
-HCC_TRAIN = [c for c in HCC_COHORTS if COHORTS.loc[c, "role"] == "train"]
-HCC_OUT = "results/analysis/hcc"
 # the U-net sees tiles at the MIL input scale: tile.hcc (512 px at 0.25 mpp) resized to 224
 HCC_INPUT_MPP = (
     config["tile"]["hcc"]["mpp"]
@@ -90,13 +85,13 @@ rule nuclei:
     """A slide's bag: tiles at 224 px, Vahadane-normalised, with U-net heat maps (METHODS 6.2)."""
     input:
         slide=slide_file,
-        tiles="results/{cohort}/slides/{slide}/tiles.tsv",
-        meta="results/{cohort}/slides/{slide}/tiles.json",
+        tiles=f"{SLIDE}/tiles.tsv",
+        meta=f"{SLIDE}/tiles.json",
         model="results/models/unet.pt",
     output:
-        bag="results/{cohort}/slides/{slide}/nuclei.npz",
-        meta="results/{cohort}/slides/{slide}/nuclei.json",
-        qc="results/{cohort}/slides/{slide}/nuclei_qc.png",
+        bag=f"{SLIDE}/nuclei.npz",
+        meta=f"{SLIDE}/nuclei.json",
+        qc=f"{SLIDE}/nuclei_qc.png",
     log:
         "logs/nuclei/{cohort}/{slide}.log",
     benchmark:
@@ -109,16 +104,12 @@ rule nuclei:
         runtime=per_attempt(60),
         gpu=HCC["gpu"],
     params:
-        slide=lambda wc: slide_row(wc)["path"],
+        slide=slide_path,
         px=HCC["mil"]["tile_px_in"],
         cfg=HCC["nuclei"],
         threads=HCC["threads"],
         device=HCC["device"],
-        target=(
-            f"--target-image {config['stain']['target_image']}"
-            if config["stain"]["target_image"]
-            else ""
-        ),
+        target=STAIN_TARGET_ARG,
     shell:
         "python -m histoprog nuclei --slide {params.slide:q} --slide-id {wildcards.slide} "
         "--tiles {input.tiles} --tiles-meta {input.meta} --model {input.model} "
@@ -132,8 +123,8 @@ rule nuclei:
 rule train_mil:
     """MIL MobileNetV2 on the labelled bags of the training cohorts (METHODS 6.3-6.6)."""
     input:
-        bags=[p for c in HCC_TRAIN for p in cohort_slide_outputs(c, "nuclei.npz")],
-        metas=[p for c in HCC_TRAIN for p in cohort_slide_outputs(c, "nuclei.json")],
+        bags=slide_outputs(HCC_TRAIN, "nuclei.npz"),
+        metas=slide_outputs(HCC_TRAIN, "nuclei.json"),
         clinical=[COHORTS.loc[c, "clinical"] for c in HCC_TRAIN],
     output:
         model="results/models/mil.pt",
@@ -178,12 +169,12 @@ rule train_mil:
 rule mil_score:
     """A slide's MIL score S, risk group and tile logits (METHODS 6.4)."""
     input:
-        bag="results/{cohort}/slides/{slide}/nuclei.npz",
-        meta="results/{cohort}/slides/{slide}/nuclei.json",
+        bag=f"{SLIDE}/nuclei.npz",
+        meta=f"{SLIDE}/nuclei.json",
         model="results/models/mil.pt",
     output:
-        score="results/{cohort}/slides/{slide}/mil_score.json",
-        tiles="results/{cohort}/slides/{slide}/mil_tiles.tsv",
+        score=f"{SLIDE}/mil_score.json",
+        tiles=f"{SLIDE}/mil_tiles.tsv",
     log:
         "logs/mil_score/{cohort}/{slide}.log",
     benchmark:
@@ -196,7 +187,7 @@ rule mil_score:
         runtime=per_attempt(30),
         gpu=HCC["gpu"],
     params:
-        patient=lambda wc: slide_row(wc)["patient_id"],
+        patient=slide_patient,
         batch=HCC["nuclei"]["batch"],
         threads=HCC["threads"],
         device=HCC["device"],
@@ -211,7 +202,7 @@ rule mil_score:
 rule mil_table:
     """A cohort's mil.tsv: one row per slide (score, group, tiles, status)."""
     input:
-        scores=lambda wc: cohort_slide_outputs(wc.cohort, "mil_score.json"),
+        scores=every_slide("mil_score.json"),
     output:
         table="results/{cohort}/mil.tsv",
     log:
@@ -231,8 +222,8 @@ rule hcc_analysis:
     input:
         mil=[f"results/{c}/mil.tsv" for c in HCC_COHORTS],
         clinical=[COHORTS.loc[c, "clinical"] for c in HCC_COHORTS],
-        tiles=[p for c in HCC_COHORTS for p in cohort_slide_outputs(c, "mil_tiles.tsv")],
-        bags=[p for c in HCC_COHORTS for p in cohort_slide_outputs(c, "nuclei.npz")],
+        tiles=slide_outputs(HCC_COHORTS, "mil_tiles.tsv"),
+        bags=slide_outputs(HCC_COHORTS, "nuclei.npz"),
     output:
         tables=expand(
             f"{HCC_OUT}/{{name}}.tsv",

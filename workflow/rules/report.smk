@@ -3,10 +3,6 @@
 # report stays small for cohorts of thousands of slides (every slide's figures stay beside
 # its other outputs under results/{cohort}/slides/).
 
-REPORT_SLIDES = {
-    cohort: list(table.index[: config["report"]["slides_per_cohort"]])
-    for cohort, table in SLIDES.items()
-}
 REPORT_TARGETS = [
     f"results/{cohort}/report/{figure}"
     for cohort in SLIDES
@@ -16,12 +12,12 @@ REPORT_TARGETS = [
         if COHORTS.loc[cohort, "pipeline"] == "crlm"
         else ["nuclei_qc"]
     )
-    if REPORT_SLIDES[cohort]
+    if report_slides(cohort)
 ]
 # for f in params.files: slides/<slide>/<f>.png -> report/<f>/<slide>.png
 REPORT_COPY = (
     "mkdir -p {params.dirs} && for slide in {params.slides}; do for f in {params.files}; do "
-    "cp results/{wildcards.cohort}/slides/$slide/$f.png "
+    f"cp {JOB_COHORT_SLIDES}/$slide/$f.png "
     "results/{wildcards.cohort}/report/$f/$slide.png; done; done > {log} 2>&1"
 )
 
@@ -29,10 +25,7 @@ REPORT_COPY = (
 rule report_qc_sample:
     """Tissue-mask figures of the cohort's first slides, for the report."""
     input:
-        masks=lambda wc: [
-            f"{slide_dir(wc.cohort, s)}/tissue_mask.png"
-            for s in REPORT_SLIDES[wc.cohort]
-        ],
+        masks=report_slide_figures("tissue_mask.png"),
     output:
         masks=report(
             directory("results/{cohort}/report/tissue_mask"),
@@ -48,7 +41,7 @@ rule report_qc_sample:
         "../../envs/slides.yaml"
     threads: 1
     params:
-        slides=lambda wc: REPORT_SLIDES[wc.cohort],
+        slides=lambda wc: report_slides(wc.cohort),
         files="tissue_mask",
         dirs=lambda wc, output: output.masks,
     shell:
@@ -58,15 +51,9 @@ rule report_qc_sample:
 rule report_crlm_sample:
     """Stain QC, class overlays and SOF figures of a CRLM cohort's first slides."""
     input:
-        stain=lambda wc: [
-            f"{slide_dir(wc.cohort, s)}/stain_qc.png" for s in REPORT_SLIDES[wc.cohort]
-        ],
-        overlays=lambda wc: [
-            f"{slide_dir(wc.cohort, s)}/overlay.png" for s in REPORT_SLIDES[wc.cohort]
-        ],
-        sof=lambda wc: [
-            f"{slide_dir(wc.cohort, s)}/sof.png" for s in REPORT_SLIDES[wc.cohort]
-        ],
+        stain=report_slide_figures("stain_qc.png"),
+        overlays=report_slide_figures("overlay.png"),
+        sof=report_slide_figures("sof.png"),
     output:
         stain=report(
             directory("results/{cohort}/report/stain_qc"),
@@ -96,7 +83,7 @@ rule report_crlm_sample:
         "../../envs/stats.yaml"
     threads: 1
     params:
-        slides=lambda wc: REPORT_SLIDES[wc.cohort],
+        slides=lambda wc: report_slides(wc.cohort),
         files="stain_qc overlay sof",
         dirs=lambda wc, output: f"{output.stain} {output.overlays} {output.sof}",
     shell:
@@ -106,10 +93,7 @@ rule report_crlm_sample:
 rule report_hcc_sample:
     """Nuclei heat-map QC montages of an HCC cohort's first slides, for the report."""
     input:
-        qc=lambda wc: [
-            f"{slide_dir(wc.cohort, s)}/nuclei_qc.png"
-            for s in REPORT_SLIDES[wc.cohort]
-        ],
+        qc=report_slide_figures("nuclei_qc.png"),
     output:
         qc=report(
             directory("results/{cohort}/report/nuclei_qc"),
@@ -125,7 +109,7 @@ rule report_hcc_sample:
         "../../envs/slides.yaml"
     threads: 1
     params:
-        slides=lambda wc: REPORT_SLIDES[wc.cohort],
+        slides=lambda wc: report_slides(wc.cohort),
         files="nuclei_qc",
         dirs=lambda wc, output: output.qc,
     shell:

@@ -1,30 +1,23 @@
 # Spatial organisation features (METHODS 4): infiltration thresholds fitted on the CRLM
 # discovery cohort's class grids, per-slide SOFs, and the per-cohort sof.tsv.
 
-
-CRLM_COHORTS = [
-    c
-    for c in COHORTS.index
-    if COHORTS.loc[c, "pipeline"] == "crlm"
-    and COHORTS.loc[c, "role"] in ("discovery", "validation")
-]
-CRLM_DISCOVERY = [c for c in CRLM_COHORTS if COHORTS.loc[c, "role"] == "discovery"]
-CRLM_SLIDE_COHORTS = [c for c in CRLM_COHORTS if c in SLIDES]
 REGION = config["crlm"]["region"]
 REGION_ARGS = (
     f"--dilation {REGION['dilation']} --erosion {REGION['erosion']} "
     f"--min-component-tiles {REGION['min_component_tiles']} "
     f"--min-tumour-tiles {REGION['min_tumour_tiles']}"
 )
+# default targets: the sof.tsv of every CRLM cohort with slides
+SOF_TARGETS = [f"results/{c}/sof.tsv" for c in slide_cohorts("crlm")]
 
 
 rule gmm_thresholds:
     """Infiltrating/distal distance thresholds from the discovery slides (METHODS 4.4)."""
     input:
-        grids=lambda wc: cohort_slide_outputs(CRLM_DISCOVERY[0], "class_grid.npy"),
-        meta=lambda wc: cohort_slide_outputs(CRLM_DISCOVERY[0], "class_counts.json"),
+        grids=lambda wc: slide_outputs(CRLM_DISCOVERY[:1], "class_grid.npy"),
+        meta=lambda wc: slide_outputs(CRLM_DISCOVERY[:1], "class_counts.json"),
     output:
-        "results/analysis/crlm/infiltration_thresholds.json",
+        f"{CRLM_OUT}/infiltration_thresholds.json",
     log:
         "logs/gmm_thresholds/crlm.log",
     conda:
@@ -35,11 +28,11 @@ rule gmm_thresholds:
         runtime=per_attempt(30),
     params:
         cohort=lambda wc: CRLM_DISCOVERY[0],
-        slides=lambda wc: list(SLIDES[CRLM_DISCOVERY[0]].index),
+        slides=lambda wc: slide_ids(CRLM_DISCOVERY[0]),
         region=REGION_ARGS,
         seed=config["crlm"]["seed"],
     shell:
-        "python -m histoprog gmm_thresholds --slides-dir results/{params.cohort}/slides "
+        f"python -m histoprog gmm_thresholds --slides-dir {cohort_slides('{params.cohort}')} "
         "--slide-ids {params.slides} --cohort {params.cohort} --seed {params.seed} "
         "{params.region} --out {output} > {log} 2>&1"
 
@@ -47,12 +40,12 @@ rule gmm_thresholds:
 rule sof:
     """Spatial organisation features and figure of one slide (METHODS 4)."""
     input:
-        grid="results/{cohort}/slides/{slide}/class_grid.npy",
-        meta="results/{cohort}/slides/{slide}/class_counts.json",
+        grid=f"{SLIDE}/class_grid.npy",
+        meta=f"{SLIDE}/class_counts.json",
         thresholds=infiltration_thresholds,
     output:
-        record="results/{cohort}/slides/{slide}/sof.json",
-        figure="results/{cohort}/slides/{slide}/sof.png",
+        record=f"{SLIDE}/sof.json",
+        figure=f"{SLIDE}/sof.png",
     log:
         "logs/sof/{cohort}/{slide}.log",
     benchmark:
@@ -64,7 +57,7 @@ rule sof:
         mem_mb=per_attempt(1000),
         runtime=per_attempt(10),
     params:
-        patient=lambda wc: slide_row(wc)["patient_id"],
+        patient=slide_patient,
         region=REGION_ARGS,
     shell:
         "python -m histoprog sof --grid {input.grid} --meta {input.meta} "
@@ -76,7 +69,7 @@ rule sof:
 rule sof_table:
     """The cohort's sof.tsv: one row per slide, SOFs then QC columns (DESIGN contract)."""
     input:
-        lambda wc: cohort_slide_outputs(wc.cohort, "sof.json"),
+        every_slide("sof.json"),
     output:
         "results/{cohort}/sof.tsv",
     log:
@@ -88,7 +81,7 @@ rule sof_table:
         mem_mb=per_attempt(1000),
         runtime=per_attempt(10),
     params:
-        slides=lambda wc: list(SLIDES[wc.cohort].index),
+        slides=lambda wc: slide_ids(wc.cohort),
     shell:
-        "python -m histoprog sof_table --slides-dir results/{wildcards.cohort}/slides "
+        f"python -m histoprog sof_table --slides-dir {JOB_COHORT_SLIDES} "
         "--slide-ids {params.slides} --out {output} > {log} 2>&1"

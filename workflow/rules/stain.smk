@@ -2,11 +2,11 @@ rule stain:
     """Slide-level Macenko stain parameters and a before/after QC image (METHODS 2)."""
     input:
         slide=slide_file,
-        tiles="results/{cohort}/slides/{slide}/tiles.tsv",
-        meta="results/{cohort}/slides/{slide}/tiles.json",
+        tiles=f"{SLIDE}/tiles.tsv",
+        meta=f"{SLIDE}/tiles.json",
     output:
-        params="results/{cohort}/slides/{slide}/stain.json",
-        qc="results/{cohort}/slides/{slide}/stain_qc.png",
+        params=f"{SLIDE}/stain.json",
+        qc=f"{SLIDE}/stain_qc.png",
     log:
         "logs/stain/{cohort}/{slide}.log",
     benchmark:
@@ -18,13 +18,9 @@ rule stain:
         mem_mb=per_attempt(2000),
         runtime=per_attempt(30),
     params:
-        slide=lambda wc: slide_row(wc)["path"],
+        slide=slide_path,
         cfg=config["stain"],
-        target=(
-            f"--target-image {config['stain']['target_image']}"
-            if config["stain"]["target_image"]
-            else ""
-        ),
+        target=STAIN_TARGET_ARG,
     shell:
         "python -m histoprog stain --slide {params.slide:q} --slide-id {wildcards.slide} "
         "--tiles {input.tiles} --tiles-meta {input.meta} --fit {params.cfg[fit]} "

@@ -1,8 +1,12 @@
+# default targets: the status table of every CRLM cohort with slides
+STATUS_TARGETS = [f"results/{c}/slide_status.tsv" for c in slide_cohorts("crlm")]
+
+
 rule slide_status:
     """Which slides of a cohort failed, at which stage and why (written even when some did)."""
     input:
-        tiles=lambda wc: cohort_slide_outputs(wc.cohort, "tiles.json"),
-        stain=lambda wc: cohort_slide_outputs(wc.cohort, "stain.json"),
+        tiles=every_slide("tiles.json"),
+        stain=every_slide("stain.json"),
     output:
         "results/{cohort}/slide_status.tsv",
     log:
@@ -14,7 +18,7 @@ rule slide_status:
         mem_mb=per_attempt(500),
         runtime=per_attempt(10),
     params:
-        slides=lambda wc: list(SLIDES[wc.cohort].index),
+        slides=lambda wc: slide_ids(wc.cohort),
     shell:
-        "python -m histoprog status --slides-dir results/{wildcards.cohort}/slides "
+        f"python -m histoprog status --slides-dir {JOB_COHORT_SLIDES} "
         "--slide-ids {params.slides} --stages tiles stain --out {output} > {log} 2>&1"

@@ -3,9 +3,9 @@ rule tile:
     input:
         slide=slide_file,
     output:
-        tiles="results/{cohort}/slides/{slide}/tiles.tsv",
-        meta="results/{cohort}/slides/{slide}/tiles.json",
-        mask="results/{cohort}/slides/{slide}/tissue_mask.png",
+        tiles=f"{SLIDE}/tiles.tsv",
+        meta=f"{SLIDE}/tiles.json",
+        mask=f"{SLIDE}/tissue_mask.png",
     log:
         "logs/tile/{cohort}/{slide}.log",
     benchmark:
@@ -17,7 +17,7 @@ rule tile:
         mem_mb=per_attempt(2000),
         runtime=per_attempt(30),
     params:
-        slide=lambda wc: slide_row(wc)["path"],
+        slide=slide_path,
         sheet_mpp=sheet_mpp_arg,
         mpp=lambda wc: tiling(wc)["mpp"],
         px=lambda wc: tiling(wc)["px"],

@@ -24,13 +24,8 @@ TISSUE_WEIGHT_FILES = {
 # patch stain options: the slides' Macenko target (config stain:)
 TISSUE_STAIN_ARGS = (
     f"--stain {TISSUE['patch_stain']} --alpha {config['stain']['alpha']} "
-    f"--beta {config['stain']['beta']} --io {config['stain']['io']}"
-    + (
-        f" --target-image {config['stain']['target_image']}"
-        if config["stain"]["target_image"]
-        else ""
-    )
-)
+    f"--beta {config['stain']['beta']} --io {config['stain']['io']} {STAIN_TARGET_ARG}"
+).rstrip()
 # both models, evaluations of stages with a test folder, class grids of all CRLM slides
 TISSUE_TARGETS = (
     [f"results/models/tissue_{stage}.pt" for stage in TISSUE_STAGES]
@@ -39,12 +34,7 @@ TISSUE_TARGETS = (
         for stage in TISSUE_STAGES
         if TISSUE["test_patches"].get(stage)
     ]
-    + [
-        path
-        for cohort in SLIDES
-        if COHORTS.loc[cohort, "pipeline"] == "crlm"
-        for path in cohort_slide_outputs(cohort, "class_counts.json")
-    ]
+    + slide_outputs(slide_cohorts("crlm"), "class_counts.json")
 )
 
 
@@ -83,7 +73,7 @@ rule train_tissue:
         classes=lambda wc: " ".join(TISSUE_CLASSES[wc.stage]),
         weights=lambda wc: TISSUE_WEIGHTS[wc.stage],
         stain=TISSUE_STAIN_ARGS,
-        tile_px=f"--tile-px {TISSUE['tile_px']}" if TISSUE["tile_px"] else "",
+        tile_px=optional_arg("--tile-px", TISSUE["tile_px"]),
         jitter_filters=",".join(TISSUE["jitter"]["filters"]),
         cfg=TISSUE,
     shell:
@@ -148,15 +138,15 @@ rule classify:
     """Tissue class of every tile of a slide: probabilities, class grid, counts, overlay."""
     input:
         slide=slide_file,
-        tiles="results/{cohort}/slides/{slide}/tiles.tsv",
-        meta="results/{cohort}/slides/{slide}/tiles.json",
-        stain="results/{cohort}/slides/{slide}/stain.json",
+        tiles=f"{SLIDE}/tiles.tsv",
+        meta=f"{SLIDE}/tiles.json",
+        stain=f"{SLIDE}/stain.json",
         model="results/models/tissue_crlm.pt",
     output:
-        classes="results/{cohort}/slides/{slide}/classes.tsv",
-        grid="results/{cohort}/slides/{slide}/class_grid.npy",
-        counts="results/{cohort}/slides/{slide}/class_counts.json",
-        overlay="results/{cohort}/slides/{slide}/overlay.png",
+        classes=f"{SLIDE}/classes.tsv",
+        grid=f"{SLIDE}/class_grid.npy",
+        counts=f"{SLIDE}/class_counts.json",
+        overlay=f"{SLIDE}/overlay.png",
     log:
         "logs/classify/{cohort}/{slide}.log",
     benchmark:
@@ -169,12 +159,8 @@ rule classify:
         runtime=per_attempt(60),
         gpu=TISSUE["gpu"],
     params:
-        slide=lambda wc: slide_row(wc)["path"],
-        target=(
-            f"--target-image {config['stain']['target_image']}"
-            if config["stain"]["target_image"]
-            else ""
-        ),
+        slide=slide_path,
+        target=STAIN_TARGET_ARG,
         cfg=TISSUE["classify"],
     shell:
         "python -m histoprog classify --slide {params.slide:q} --slide-id {wildcards.slide} "
