@@ -28,14 +28,15 @@ import numpy as np
 import pandas as pd
 import torch
 
+from histoprog.classes import CLASSES
 from histoprog.cli import main
-from histoprog.commands.classify import predict_tiles
 from histoprog.data import SlideTiles
+from histoprog.device import select_device
+from histoprog.inference import predict_tiles
 from histoprog.models import build_tissue_classifier, save_checkpoint
 from histoprog.slides import ReadPlan
-from histoprog.sof import CLASSES
-from histoprog.stain import MacenkoNormalizer, MacenkoParams
-from histoprog.train import normalisation_record, select_device
+from histoprog.stain import TORCHSTAIN_BACKGROUND_INTENSITY, MacenkoNormalizer, MacenkoParams
+from histoprog.train import normalisation_record
 
 DEFAULT_SLIDE = (
     Path(__file__).resolve().parents[2] / "shared/data/slides/cmu-1-small-region_3level.svs"
@@ -94,7 +95,8 @@ def end_to_end_rate(
     table = pd.read_csv(work / "tiles.tsv", sep="\t")
     xy = np.tile(table[["x", "y"]].to_numpy(), (args.repeat, 1))
     dataset = SlideTiles(
-        slide, "bench", ReadPlan(**meta["read"]), xy, MacenkoNormalizer(),
+        slide, "bench", ReadPlan(**meta["read"]), xy,
+        MacenkoNormalizer(None, TORCHSTAIN_BACKGROUND_INTENSITY),
         MacenkoParams.from_dict(stain["params"]),
     )  # fmt: skip
     pred = predict_tiles(
@@ -157,7 +159,9 @@ def main_bench() -> None:
                 path, model.cpu(), kind="tissue_classifier",
                 architecture={"backbone": backbone, "num_classes": len(CLASSES)},
                 class_names=list(CLASSES),
-                normalisation=normalisation_record("tile", MacenkoNormalizer(), None),
+                normalisation=normalisation_record(
+                    "tile", MacenkoNormalizer(None, TORCHSTAIN_BACKGROUND_INTENSITY), None
+                ),
                 config={}, metrics={},
             )  # fmt: skip
             n_slide = len(pd.read_csv(work / "tiles.tsv", sep="\t"))

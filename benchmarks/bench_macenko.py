@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torchstain.torch.normalizers.macenko import TorchMacenkoNormalizer
 
-from histoprog.stain import MacenkoNormalizer
+from histoprog.stain import TORCHSTAIN_BACKGROUND_INTENSITY, MacenkoNormalizer
 
 HE_TILES = Path(__file__).resolve().parents[2] / "shared" / "data" / "he-tiles"
 SIZE = 224
@@ -79,7 +79,7 @@ def main() -> None:
     tiles, origin, source = got if got is not None else synthetic_tiles(args.n_tiles, rng)
     print(f"tiles: {tiles.shape[0]} x {SIZE}x{SIZE} ({source}); torch threads: {args.threads}")
 
-    norm = MacenkoNormalizer()
+    norm = MacenkoNormalizer(None, TORCHSTAIN_BACKGROUND_INTENSITY)
     fit_idx = rng.choice(len(tiles), size=min(args.fit_tiles, len(tiles)), replace=False)
     ts = TorchMacenkoNormalizer()
     per_tile = np.empty_like(tiles)

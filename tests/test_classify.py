@@ -23,7 +23,7 @@ from histoprog.models import build_tissue_classifier, save_checkpoint
 from histoprog.plots.colours import class_colour
 from histoprog.plots.overlay import HEADER_PX, class_overlay
 from histoprog.sof import CLASSES
-from histoprog.stain import MacenkoNormalizer
+from histoprog.stain import TORCHSTAIN_BACKGROUND_INTENSITY, MacenkoNormalizer
 from histoprog.train import normalisation_record
 
 torch.set_num_threads(1)
@@ -34,7 +34,7 @@ CRC = ("ADI", "BACK", "DEB", "LYM", "MUC", "MUS", "NORM", "STR", "TUM")
 def _model(path: Path, classes: tuple[str, ...] = CLASSES, target: bool = True) -> Path:
     torch.manual_seed(0)
     model = build_tissue_classifier(len(classes), backbone="resnet18", weights=None)
-    normalizer = MacenkoNormalizer() if target else None
+    normalizer = MacenkoNormalizer(None, TORCHSTAIN_BACKGROUND_INTENSITY) if target else None
     save_checkpoint(
         path,
         model,

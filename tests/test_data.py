@@ -21,7 +21,7 @@ from histoprog.data import (
     to_model_input,
 )
 from histoprog.errors import InputError
-from histoprog.stain import MacenkoNormalizer
+from histoprog.stain import TORCHSTAIN_BACKGROUND_INTENSITY, MacenkoNormalizer
 
 torch.set_num_threads(1)
 
@@ -172,7 +172,8 @@ def test_patch_folder_macenko_per_patch(tmp_path: Path) -> None:
     assert (label_blank, label_tissue) == (0, 1)
     assert torch.equal(out_blank, torch.from_numpy(blank))  # failed fit: unchanged
     assert out_tissue.dtype == torch.uint8 and out_tissue.shape == (32, 32, 3)
-    expected, ok = MacenkoNormalizer().transform_per_tile(tissue)
+    reference = MacenkoNormalizer(None, TORCHSTAIN_BACKGROUND_INTENSITY)
+    expected, ok = reference.transform_per_tile(tissue)
     assert ok and torch.equal(out_tissue, torch.from_numpy(expected))
     assert not torch.equal(out_tissue, torch.from_numpy(tissue))
 
@@ -199,7 +200,7 @@ def test_to_model_input_standardises_channels_first() -> None:
 
 
 def test_stain_target_check() -> None:
-    target = MacenkoNormalizer().target.to_dict()
+    target = MacenkoNormalizer(None, TORCHSTAIN_BACKGROUND_INTENSITY).target.to_dict()
     trained = {"stain": "macenko", "stain_target": target}
     check_stain_target(trained, target, "model m")
     check_stain_target({"stain": "none"}, None, "model m")

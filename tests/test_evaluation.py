@@ -17,7 +17,7 @@ from histoprog.errors import InputError
 from histoprog.evaluation import evaluate_predictions, predict
 from histoprog.io import save_figure
 from histoprog.plots.tissue import confusion_heatmap, learning_curves, roc_curves
-from histoprog.stain import MacenkoNormalizer
+from histoprog.stain import TORCHSTAIN_BACKGROUND_INTENSITY, MacenkoNormalizer
 
 torch.set_num_threads(1)
 
@@ -146,11 +146,11 @@ def test_evaluate_tissue_command(tmp_path: Path, capsys: pytest.CaptureFixture[s
     # a model trained on normalised patches is refused on unnormalised ones
     wrong = [*args]
     wrong[wrong.index("--model") + 1] = str(tmp_path / "m2.pt")
+    reference = MacenkoNormalizer(None, TORCHSTAIN_BACKGROUND_INTENSITY)
     save_checkpoint(
         tmp_path / "m2.pt", model, kind="tissue_classifier",
         architecture={"backbone": "resnet18", "num_classes": 3}, class_names=list(classes),
-        normalisation=normalisation_record("tile", MacenkoNormalizer(), None), config={},
-        metrics={},
+        normalisation=normalisation_record("tile", reference, None), config={}, metrics={},
     )  # fmt: skip
     assert main(wrong) == 2
     assert "trained on Macenko-normalised patches" in capsys.readouterr().err

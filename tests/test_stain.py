@@ -1,7 +1,8 @@
-"""Tests for histoprog.stain: Macenko (vs torchstain) and Vahadane normalisers."""
+"""Tests for histoprog.stain: Macenko (vs torchstain), Vahadane, interface and factory."""
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 
@@ -11,12 +12,34 @@ import torch
 from torchstain.torch.normalizers.macenko import TorchMacenkoNormalizer
 
 from histoprog.errors import InputError
-from histoprog.stain import MacenkoNormalizer, MacenkoParams, VahadaneNormalizer, VahadaneParams
+from histoprog.stain import (
+    NORMALIZERS,
+    TORCHSTAIN_BACKGROUND_INTENSITY,
+    VAHADANE_BACKGROUND_INTENSITY,
+    MacenkoNormalizer,
+    MacenkoParams,
+    StainNormalizer,
+    VahadaneNormalizer,
+    VahadaneParams,
+    load_target,
+    make_normalizer,
+)
+from histoprog.stain.pixels import od_table
 
 HE_TILES = Path(__file__).resolve().parents[2] / "shared" / "data" / "he-tiles"
 # Ruifrok & Johnston's H and E optical densities (rows H, E), and a second, bluer staining
 RUIFROK = np.array([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11]])
 BLUER = np.array([[0.55, 0.72, 0.42], [0.20, 0.85, 0.48]])
+
+
+def macenko(target: np.ndarray | None = None, **options) -> MacenkoNormalizer:
+    """Macenko with torchstain's background intensity (config stain.io's shipped value)."""
+    return MacenkoNormalizer(target, TORCHSTAIN_BACKGROUND_INTENSITY, **options)
+
+
+def vahadane(target: np.ndarray | None = None, **options) -> VahadaneNormalizer:
+    """Vahadane with the HCC workflow's background intensity."""
+    return VahadaneNormalizer(target, VAHADANE_BACKGROUND_INTENSITY, **options)
 
 
 def unit(m: np.ndarray) -> np.ndarray:
@@ -74,7 +97,7 @@ def real_tiles() -> list[np.ndarray]:
 
 def test_single_tile_fit_equals_torchstain_synthetic():
     tile = synth_tiles(RUIFROK, 1, seed=1)[0]
-    norm = MacenkoNormalizer()
+    norm = macenko()
     params = norm.fit([tile])
     ours = norm.transform(tile, params)
     ref = torchstain_normalize(tile)
@@ -86,7 +109,7 @@ def test_single_tile_fit_equals_torchstain_synthetic():
 
 
 def test_single_tile_fit_equals_torchstain_real(real_tiles):
-    norm = MacenkoNormalizer()
+    norm = macenko()
     for tile in [*real_tiles[:3], load_rgb("CRC-VAL-HE-7K-NORM-TCGA-YLVCMEHK.tif")]:
         diff = np.abs(
             norm.transform(tile, norm.fit([tile])).astype(int) - torchstain_normalize(tile)
@@ -95,7 +118,7 @@ def test_single_tile_fit_equals_torchstain_real(real_tiles):
 
 
 def test_slide_fit_close_to_per_tile_real(real_tiles):
-    norm = MacenkoNormalizer()
+    norm = macenko()
     params = norm.fit(real_tiles)
     assert params.n_tiles == 9 and params.n_pixels == 9 * 224 * 224
     slide = norm.transform_batch(np.stack(real_tiles), params)
@@ -105,7 +128,7 @@ def test_slide_fit_close_to_per_tile_real(real_tiles):
 
 def test_slide_fit_synthetic_recovers_stains_and_matches_per_tile():
     tiles = synth_tiles(RUIFROK, 6, seed=2)
-    norm = MacenkoNormalizer()
+    norm = macenko()
     params = norm.fit(tiles)
     assert angles(params.matrix, RUIFROK).max() < 3
     slide = norm.transform_batch(np.stack(tiles), params)
@@ -115,7 +138,7 @@ def test_slide_fit_synthetic_recovers_stains_and_matches_per_tile():
 
 def test_transform_batch_equals_transform():
     tiles = synth_tiles(BLUER, 3, seed=3, size=32)
-    norm = MacenkoNormalizer()
+    norm = macenko()
     params = norm.fit(tiles)
     batch = norm.transform_batch(np.stack(tiles), params, chunk=2)
     for t, b in zip(tiles, batch, strict=True):
@@ -124,14 +147,14 @@ def test_transform_batch_equals_transform():
 
 def test_identity_when_source_matches_target_synthetic():
     target = synth_tiles(BLUER, 1, seed=4)[0]
-    norm = MacenkoNormalizer(target=target)
+    norm = macenko(target)
     out = norm.transform(target, norm.fit([target]))
     assert np.abs(out.astype(int) - target).mean() < 1.0
 
 
 def test_identity_when_source_matches_target_real():
     target = load_rgb("torchstain_target.png")
-    norm = MacenkoNormalizer(target=target)
+    norm = macenko(target)
     out = norm.transform(target, norm.fit([target]))
     # OD outside the stain plane is projected away; truncation adds ~0.5
     assert np.abs(out.astype(int) - target).mean() < 4
@@ -139,15 +162,15 @@ def test_identity_when_source_matches_target_real():
 
 def test_target_image_sets_reference():
     target = synth_tiles(BLUER, 1, seed=5)[0]
-    norm = MacenkoNormalizer(target=target)
+    norm = macenko(target)
     assert angles(norm.target.matrix, BLUER).max() < 3
-    default = MacenkoNormalizer().target
+    default = macenko().target
     np.testing.assert_allclose(default.matrix, [[0.5626, 0.7201, 0.4062], [0.2159, 0.8012, 0.5581]])
     np.testing.assert_allclose(default.max_conc, [1.9705, 1.0308], rtol=1e-6)
 
 
 def test_macenko_params_json_roundtrip():
-    norm = MacenkoNormalizer()
+    norm = macenko()
     params = norm.fit(synth_tiles(RUIFROK, 1, seed=6, size=48))
     back = MacenkoParams.from_dict(json.loads(json.dumps(params.to_dict())))
     assert back == params
@@ -160,7 +183,7 @@ def test_macenko_params_json_roundtrip():
 
 
 def test_per_tile_blank_passes_through():
-    norm = MacenkoNormalizer()
+    norm = macenko()
     blank = np.full((64, 64, 3), 245, dtype=np.uint8)
     out, ok = norm.transform_per_tile(blank)
     assert not ok
@@ -168,7 +191,7 @@ def test_per_tile_blank_passes_through():
 
 
 def test_fit_failures():
-    norm = MacenkoNormalizer()
+    norm = macenko()
     blank = np.full((64, 64, 3), 245, dtype=np.uint8)
     with pytest.raises(InputError, match="too few tissue pixels for a Macenko fit"):
         norm.fit([blank, blank])
@@ -177,9 +200,9 @@ def test_fit_failures():
     with pytest.raises(InputError, match=r"wrap a single tile in a list"):
         norm.fit(blank)
     with pytest.raises(InputError, match="target image: has too few tissue pixels"):
-        MacenkoNormalizer(target=blank)
+        macenko(blank)
     with pytest.raises(InputError, match="Io=255"):
-        MacenkoNormalizer(Io=255).transform(blank, norm.fit(synth_tiles(RUIFROK, 1, 7, 48)))
+        MacenkoNormalizer(None, 255).transform(blank, norm.fit(synth_tiles(RUIFROK, 1, 7, 48)))
 
 
 @pytest.mark.parametrize(
@@ -193,7 +216,7 @@ def test_fit_failures():
     ],
 )
 def test_bad_tiles(tile, match):
-    norm = MacenkoNormalizer()
+    norm = macenko()
     params = norm.target
     with pytest.raises(InputError, match=match):
         norm.transform(tile, params)
@@ -204,7 +227,7 @@ def test_bad_tiles(tile, match):
 
 
 def test_bad_batch():
-    norm = MacenkoNormalizer()
+    norm = macenko()
     with pytest.raises(InputError, match=r"shape \(n, height, width, 3\)"):
         norm.transform_batch(np.zeros((8, 8, 3), dtype=np.uint8), norm.target)
     with pytest.raises(InputError, match="dtype uint8"):
@@ -217,7 +240,7 @@ def test_bad_batch():
 @pytest.fixture(scope="module")
 def vahadane_synth() -> tuple[VahadaneNormalizer, VahadaneParams, list[np.ndarray]]:
     tiles = synth_tiles(RUIFROK, 4, seed=10, size=64, io=255.0, offset=0.0)
-    norm = VahadaneNormalizer(n_dict_pixels=1000)
+    norm = vahadane(n_dict_pixels=1000)
     return norm, norm.fit(tiles), tiles
 
 
@@ -233,14 +256,14 @@ def test_vahadane_maps_to_target(vahadane_synth):
     out = norm.transform_batch(np.stack(tiles), params)
     assert out.shape == (4, 64, 64, 3) and out.dtype == np.uint8
     np.testing.assert_array_equal(out[1], norm.transform(tiles[1], params))
-    refit = VahadaneNormalizer(n_dict_pixels=1000).fit(list(out))
+    refit = vahadane(n_dict_pixels=1000).fit(list(out))
     assert angles(refit.matrix, norm.target.matrix).max() < 3
     np.testing.assert_allclose(refit.max_conc, norm.target.max_conc, rtol=0.1)
 
 
 def test_vahadane_identity_and_json():
     target = synth_tiles(BLUER, 1, seed=11, size=64, io=255.0, offset=0.0)[0]
-    norm = VahadaneNormalizer(target=target, n_dict_pixels=1000)
+    norm = vahadane(target, n_dict_pixels=1000)
     assert angles(norm.target.matrix, BLUER).max() < 3
     out = norm.transform(target, norm.target)
     assert np.abs(out.astype(int) - target).mean() < 1.0
@@ -249,7 +272,7 @@ def test_vahadane_identity_and_json():
 
 
 def test_vahadane_failures():
-    norm = VahadaneNormalizer(n_dict_pixels=500)
+    norm = vahadane(n_dict_pixels=500)
     blank = np.full((64, 64, 3), 250, dtype=np.uint8)
     with pytest.raises(InputError, match="too few tissue pixels for a Vahadane fit"):
         norm.fit([blank])
@@ -258,7 +281,7 @@ def test_vahadane_failures():
     with pytest.raises(InputError, match="fewer than two distinct stains"):
         norm.fit([eosin_only])
     with pytest.raises(InputError, match="must be VahadaneParams"):
-        norm.transform(blank, MacenkoNormalizer().target)
+        norm.transform(blank, macenko().target)
     with pytest.raises(InputError, match="dtype uint8"):
         norm.transform(blank.astype(float), norm.target)
 
@@ -267,10 +290,118 @@ def test_transform_views_and_empty_batch():
     tile = synth_tiles(RUIFROK, 1, seed=8, size=64)[0][:, :40]  # non-square
     view = np.rot90(tile)
     view.flags.writeable = False
-    norm = MacenkoNormalizer()
+    norm = macenko()
     params = norm.fit([tile])
     np.testing.assert_array_equal(
         norm.transform(view, params), np.rot90(norm.transform(tile, params))
     )
     empty = norm.transform_batch(np.zeros((0, 8, 8, 3), dtype=np.uint8), params)
     assert empty.shape == (0, 8, 8, 3)
+
+
+# ----------------------------------------------------------------------------- interface, factory
+
+#: background intensity per method as the workflow passes it, and fast fit options
+WORKFLOW_IO = {
+    "macenko": TORCHSTAIN_BACKGROUND_INTENSITY,
+    "vahadane": VAHADANE_BACKGROUND_INTENSITY,
+}
+FAST = {"macenko": {}, "vahadane": {"n_dict_pixels": 500}}
+
+
+def test_factory_builds_each_method():
+    assert set(NORMALIZERS) == {"macenko", "vahadane"}
+    m = make_normalizer("macenko", target=None, background_intensity=250, alpha=2, beta=0.2)
+    assert type(m) is MacenkoNormalizer
+    assert (m.background_intensity, m.alpha, m.beta, m.target.Io) == (250.0, 2.0, 0.2, 250.0)
+    v = make_normalizer("vahadane", target=None, background_intensity=255, lambda_=0.2, seed=3)
+    assert type(v) is VahadaneNormalizer
+    assert (v.background_intensity, v.lambda_, v.seed, v.target.Io) == (255.0, 0.2, 3, 255.0)
+
+
+def test_factory_unknown_name_lists_the_allowed_ones():
+    with pytest.raises(InputError, match=r"is 'reinhard', not one of \['macenko', 'vahadane'\]"):
+        make_normalizer("reinhard", target=None, background_intensity=240)
+
+
+@pytest.mark.parametrize("method", sorted(NORMALIZERS))
+def test_constructors_share_one_argument_order(method):
+    params = list(inspect.signature(NORMALIZERS[method]).parameters.values())
+    assert [p.name for p in params[:2]] == ["target", "background_intensity"]
+    for p in params[:2]:  # no default: the caller passes the configured value
+        assert p.default is inspect.Parameter.empty
+        assert p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+    assert params[2:] and all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params[2:])
+    with pytest.raises(TypeError, match="background_intensity"):
+        make_normalizer(method, target=None)
+
+
+@pytest.mark.parametrize("method", sorted(NORMALIZERS))
+@pytest.mark.parametrize("bad", [0, -240])
+def test_background_intensity_must_be_positive(method, bad):
+    with pytest.raises(InputError, match="background intensity: must be positive"):
+        make_normalizer(method, target=None, background_intensity=bad)
+
+
+@pytest.fixture(scope="module", params=sorted(NORMALIZERS))
+def fitted(request) -> tuple[StainNormalizer, object, list[np.ndarray]]:
+    method = request.param
+    io = WORKFLOW_IO[method]
+    offset = 1.0 if method == "macenko" else 0.0  # each method's OD convention
+    tiles = synth_tiles(RUIFROK, 2, seed=20, size=48, io=io, offset=offset)
+    norm = make_normalizer(method, target=None, background_intensity=io, **FAST[method])
+    return norm, norm.fit(tiles), tiles
+
+
+def test_interface_fit_params_and_transforms(fitted):
+    norm, params, tiles = fitted
+    assert isinstance(norm, StainNormalizer)
+    assert type(params) is norm.params_type and params.method == norm.method
+    assert params.Io == norm.background_intensity == norm.target.Io
+    assert params.n_tiles == 2 and params.n_pixels == 2 * 48 * 48
+    assert angles(params.matrix, RUIFROK).max() < 5
+    d = json.loads(json.dumps(params.to_dict()))
+    assert d["method"] == norm.method and d["Io"] == norm.background_intensity
+    assert norm.params_type.from_dict(d) == params
+    batch = norm.transform_batch(np.stack(tiles), params)
+    assert batch.shape == (2, 48, 48, 3) and batch.dtype == np.uint8
+    for tile, out in zip(tiles, batch, strict=True):
+        np.testing.assert_array_equal(norm.transform(tile, params), out)
+
+
+def test_interface_refuses_foreign_params(fitted):
+    norm, params, tiles = fitted
+    other = next(m for m in NORMALIZERS if m != norm.method)
+    foreign = make_normalizer(other, target=None, background_intensity=norm.background_intensity)
+    with pytest.raises(InputError, match=f"must be {norm.params_type.__name__}, got"):
+        norm.transform(tiles[0], foreign.target)
+    with pytest.raises(InputError, match=f"expected '{norm.method}'"):
+        norm.params_type.from_dict(foreign.target.to_dict())
+    darker = make_normalizer(norm.method, target=None, background_intensity=200)
+    with pytest.raises(InputError, match=r"background intensity Io=2\d\d.0, this normaliser"):
+        darker.transform_batch(np.stack(tiles), params)
+
+
+def test_od_table_conventions():
+    v = np.arange(256)
+    np.testing.assert_allclose(od_table(240, plus_one=True), -np.log((v + 1) / 240), rtol=0)
+    vahadane_od = od_table(255, plus_one=False)
+    assert vahadane_od[0] == vahadane_od[1] == pytest.approx(np.log(255))
+    assert vahadane_od[255] == 0 and np.all(vahadane_od >= 0)
+    assert od_table(240, plus_one=False)[250] == 0  # brighter than I0: background
+    assert od_table(240, plus_one=True)[250] < 0  # torchstain does not clip
+
+
+def test_load_target(tmp_path):
+    from PIL import Image
+
+    assert load_target(None) is None and load_target("") is None
+    rgba = np.zeros((4, 5, 4), dtype=np.uint8)
+    rgba[..., 1] = 200
+    rgba[..., 3] = 255
+    Image.fromarray(rgba).save(tmp_path / "target.png")
+    got = load_target(str(tmp_path / "target.png"))
+    assert got.shape == (4, 5, 3) and got.dtype == np.uint8 and np.all(got[..., 1] == 200)
+    (tmp_path / "bad.png").write_text("not an image")
+    with pytest.raises(InputError, match="cannot be read as an image"):
+        load_target(str(tmp_path / "bad.png"))

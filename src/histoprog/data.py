@@ -33,7 +33,12 @@ from torch.utils.data import Dataset, get_worker_info
 from histoprog.errors import HistoprogError, InputError
 from histoprog.scanner_jitter import ScannerJitter
 from histoprog.slides import ReadPlan, open_slide, read_tile
-from histoprog.stain import MacenkoNormalizer, MacenkoParams
+from histoprog.stain import (
+    TORCHSTAIN_BACKGROUND_INTENSITY,
+    MacenkoNormalizer,
+    StainNormalizer,
+    StainParams,
+)
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +177,8 @@ class PatchFolder(Dataset):
             :func:`scan_image_folder`.
         stain: ``"tile"``: Macenko per patch (torchstain's fit on the patch, to the
             normaliser's target); ``"none"``: patches as they are.
-        normalizer: the Macenko normaliser (default: torchstain's reference target).
+        normalizer: the Macenko normaliser (default: torchstain's reference target and
+            background intensity).
         augment: augmentation applied after normalisation, or ``None``.
         jitter: scanner-like stain/resampling/JPEG variation applied before normalisation
             (it also picks the resizing filter), or ``None`` (Lanczos resize only).
@@ -201,7 +207,9 @@ class PatchFolder(Dataset):
         self.class_names, self.samples = scan_image_folder(root, class_names)
         self.targets = [label for _, label in self.samples]
         self.stain = stain
-        self.normalizer = normalizer or (MacenkoNormalizer() if stain == "tile" else None)
+        self.normalizer = normalizer or (
+            MacenkoNormalizer(None, TORCHSTAIN_BACKGROUND_INTENSITY) if stain == "tile" else None
+        )
         self.augment = augment
         self.jitter = jitter
         self.tile_px = tile_px
@@ -302,10 +310,10 @@ class SlideTiles(Dataset):
         slide_id: its id (for messages).
         plan: the read plan from the tile stage's ``tiles.json`` (``"read"``).
         xy: level-0 top-left corners, N x 2 (the tile table's ``x``, ``y``).
-        normalizer: the Macenko normaliser (its target is the slide stage's target).
+        normalizer: the stain normaliser (its target is the stain stage's target).
         params: the slide's fitted source parameters (``stain.fit: slide``), or ``None`` to
-            fit every tile (``stain.fit: tile``; a tile whose fit fails passes unchanged with
-            ``stain_ok = False``).
+            fit every tile (``stain.fit: tile``, a :class:`MacenkoNormalizer` only; a tile
+            whose fit fails passes unchanged with ``stain_ok = False``).
 
     A tile that cannot be read comes back white with ``ok = False``. The slide is opened
     lazily in each process (:func:`open_worker_slide` does it when a worker starts) and never
@@ -318,8 +326,8 @@ class SlideTiles(Dataset):
         slide_id: str,
         plan: ReadPlan,
         xy: np.ndarray,
-        normalizer: MacenkoNormalizer,
-        params: MacenkoParams | None,
+        normalizer: StainNormalizer,
+        params: StainParams | None,
     ) -> None:
         self.slide_path = os.fspath(slide_path)
         self.slide_id = slide_id

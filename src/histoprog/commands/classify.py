@@ -36,7 +36,6 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from histoprog import slides
-from histoprog.commands.stain import load_target
 from histoprog.data import (
     SlideTiles,
     check_stain_target,
@@ -51,7 +50,7 @@ from histoprog.plots.overlay import class_overlay
 from histoprog.progress import batch_len, log_progress
 from histoprog.provenance import provenance
 from histoprog.sof import CLASSES, NO_TILE
-from histoprog.stain import MacenkoNormalizer, MacenkoParams
+from histoprog.stain import MacenkoNormalizer, MacenkoParams, load_target
 from histoprog.status import FAILED, OK, failure_figure, failure_record, upstream_failure
 from histoprog.train import select_device
 
@@ -312,10 +311,10 @@ def _stain_setup(
         params = MacenkoParams.from_dict(stain_meta["params"])
     try:
         normalizer = MacenkoNormalizer(
-            target=load_target(args.target_image),
+            load_target(args.target_image),
+            target["Io"],
             alpha=target["alpha"],
             beta=target["beta"],
-            Io=target["Io"],
         )
     except KeyError as err:
         raise InputError(where, f"its target lacks {err}", "re-run the stain rule") from err

@@ -25,7 +25,6 @@ import numpy as np
 import pandas as pd
 import torch
 
-from histoprog.commands.stain import load_target
 from histoprog.data import SlideTiles
 from histoprog.errors import SlideError
 from histoprog.hcc.bags import Bag, build_bag, choose_bag, fit_stain, montage_indices, scaled_plan
@@ -35,7 +34,7 @@ from histoprog.io import read_json, save_figure, write_json
 from histoprog.models import load_checkpoint
 from histoprog.provenance import provenance
 from histoprog.slides import ReadPlan
-from histoprog.stain import VahadaneNormalizer
+from histoprog.stain import VAHADANE_BACKGROUND_INTENSITY, load_target, make_normalizer
 from histoprog.status import OK, failure_figure, failure_record, upstream_failure
 from histoprog.train import select_device
 
@@ -132,7 +131,12 @@ def _build(
     sub = table.iloc[chosen]
     xy = sub[["x", "y"]].to_numpy()
     fit_pick = choose_bag(len(sub), args.fit_tiles, args.seed + 1)
-    normalizer = VahadaneNormalizer(target=load_target(args.target_image), seed=args.seed)
+    normalizer = make_normalizer(
+        "vahadane",
+        target=load_target(args.target_image),
+        background_intensity=VAHADANE_BACKGROUND_INTENSITY,
+        seed=args.seed,
+    )
     stain = fit_stain(args.slide, args.slide_id, plan, xy[fit_pick], normalizer)
     dataset = SlideTiles(args.slide, args.slide_id, plan, xy, normalizer, stain)
     device = select_device(args.device)

@@ -14,7 +14,7 @@ from histoprog import slides
 from histoprog.errors import InputError, SlideError
 from histoprog.io import read_json, save_figure, write_json
 from histoprog.provenance import provenance
-from histoprog.stain import MacenkoNormalizer
+from histoprog.stain import MacenkoNormalizer, load_target
 from histoprog.status import OK, failure_figure, failure_record, upstream_failure
 
 log = logging.getLogger("histoprog.stain")
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> None:
         figure = failure_figure(args.slide_id, failed["failed_stage"], failed["reason"])
     else:
         normalizer = MacenkoNormalizer(
-            target=load_target(args.target_image), alpha=args.alpha, beta=args.beta, Io=args.io
+            load_target(args.target_image), args.io, alpha=args.alpha, beta=args.beta
         )
         try:
             fitted, figure = fit_slide(args, tiles_meta, normalizer)
@@ -81,24 +81,6 @@ def run(args: argparse.Namespace) -> None:
         record["seconds"],
         n_read / record["seconds"] if record["seconds"] > 0 else 0.0,
     )
-
-
-def load_target(path: str | None) -> np.ndarray | None:
-    """The user's stain target image as RGB uint8, or None for torchstain's reference."""
-    if not path:
-        return None
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
-    except (OSError, UnidentifiedImageError) as err:
-        raise InputError(
-            f"stain target image '{path}'",
-            f"it cannot be read as an image ({err})",
-            "set stain.target_image in config.yaml to an RGB PNG/JPEG/TIFF of well-stained "
-            "tissue, or to null for torchstain's reference stains",
-        ) from err
 
 
 def fit_slide(

@@ -11,13 +11,12 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from histoprog.commands.stain import load_target
 from histoprog.errors import InputError
 from histoprog.io import save_figure, write_tsv
 from histoprog.plots.tissue import learning_curves
 from histoprog.progress import batch_len, log_progress
 from histoprog.scanner_jitter import ScannerJitter
-from histoprog.stain import MacenkoNormalizer
+from histoprog.stain import MacenkoNormalizer, load_target
 from histoprog.train import (
     TrainConfig,
     save_tissue_checkpoint,
@@ -99,7 +98,7 @@ def make_normalizer(args: argparse.Namespace) -> MacenkoNormalizer | None:
     if args.stain != "tile":
         return None
     return MacenkoNormalizer(
-        target=load_target(args.target_image), alpha=args.alpha, beta=args.beta, Io=args.io
+        load_target(args.target_image), args.io, alpha=args.alpha, beta=args.beta
     )
 
 

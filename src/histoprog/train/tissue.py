@@ -349,7 +349,7 @@ def train_tissue_classifier(
             the stage-1 checkpoint), or ``None``.
         cfg: optimisation settings.
         stain: ``"tile"`` (Macenko per patch) or ``"none"``.
-        normalizer: the Macenko normaliser (default target: torchstain's reference).
+        normalizer: the Macenko normaliser (default: :class:`PatchFolder`'s).
         tile_px: resize patches to this size (``None`` = keep).
         jitter: scanner-like variation of the training patches (``None`` = none).
         device: where to train.
@@ -360,8 +360,6 @@ def train_tissue_classifier(
         a record for the checkpoint (data, split sizes, init source, normalisation).
     """
     cfg = cfg or TrainConfig()
-    if stain == "tile" and normalizer is None:
-        normalizer = MacenkoNormalizer()
     base = PatchFolder(
         patches, class_names, stain=stain, normalizer=normalizer, tile_px=tile_px, augment=None
     )
@@ -397,7 +395,7 @@ def train_tissue_classifier(
         "trained_layers": trained,
         "jitter": asdict(jitter) if jitter is not None else None,
         "train": cfg.to_dict(),
-        "normalisation": normalisation_record(stain, normalizer, tile_px),
+        "normalisation": normalisation_record(stain, base.normalizer, tile_px),
     }
     return model.cpu().eval(), result, info
 
