@@ -18,11 +18,11 @@ from conftest import shared_file
 from PIL import Image, ImageColor
 
 from histoprog import data
+from histoprog.classes import CLASSES
 from histoprog.cli import main
 from histoprog.models import build_tissue_classifier, save_checkpoint
 from histoprog.plots.colours import class_colour
 from histoprog.plots.overlay import HEADER_PX, class_overlay
-from histoprog.sof import CLASSES
 from histoprog.stain import TORCHSTAIN_BACKGROUND_INTENSITY, MacenkoNormalizer
 from histoprog.train import normalisation_record
 

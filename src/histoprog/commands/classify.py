@@ -6,7 +6,7 @@ float16 autocast when present, else CPU) and writes, under ``results/{cohort}/sl
 
 * ``classes.tsv``: ``row``, ``col``, ``x``, ``y``, ``prob_<C>`` per class, ``class`` (name;
   ``NA`` for a tile that could not be read), ``read_ok`` (1/0);
-* ``class_grid.npy``: int8 rows x cols, value i = ``histoprog.sof.CLASSES[i]``, -1 = no tile
+* ``class_grid.npy``: int8 rows x cols, value i = ``histoprog.classes.CLASSES[i]``, -1 = no tile
   (not tissue, or unreadable);
 * ``class_counts.json``: status, tiles per class, failed tiles, timing, model and provenance;
 * ``overlay.png``: the class grid over a slide thumbnail, with a legend.
@@ -21,38 +21,39 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
-import time
-from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 from PIL import Image
-from torch import nn
-from torch.utils.data import DataLoader
 
 from histoprog import slides
-from histoprog.data import (
-    SlideTiles,
-    check_stain_target,
-    open_worker_slide,
-    same_stain_target,
-    to_model_input,
+from histoprog.class_grid import save_grid
+from histoprog.classes import CLASSES, NO_TILE
+from histoprog.cli_options import (
+    add_outputs,
+    add_slide_options,
+    add_target_image,
+    add_tile_inputs,
+    add_torch_options,
 )
-from histoprog.errors import InputError, SlideError
-from histoprog.io import atomic_path, read_json, save_figure, save_image, write_json, write_tsv
+from histoprog.data import SlideTiles, check_stain_target, same_stain_target
+from histoprog.device import select_device, set_threads
+from histoprog.errors import InputError
+from histoprog.inference import TilePredictions, predict_tiles
+from histoprog.io import read_json, write_tsv
 from histoprog.models import file_sha256, load_checkpoint
 from histoprog.plots.overlay import class_overlay
-from histoprog.progress import batch_len, log_progress
-from histoprog.provenance import provenance
-from histoprog.sof import CLASSES, NO_TILE
+from histoprog.stage import (
+    SlideFailure,
+    SlideStage,
+    StageResult,
+    read_upstream,
+    save_picture,
+    tiles_per_second,
+)
 from histoprog.stain import MacenkoNormalizer, MacenkoParams, load_target
-from histoprog.status import FAILED, OK, failure_figure, failure_record, upstream_failure
-from histoprog.train import select_device
 
 log = logging.getLogger("histoprog.classify")
 
@@ -63,17 +64,12 @@ MAX_LISTED_FAILURES = 100
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``classify`` subcommand."""
     parser = subparsers.add_parser("classify", help="classify the tissue tiles of one slide")
-    parser.add_argument("--slide", required=True, help="slide file")
-    parser.add_argument("--slide-id", required=True)
-    parser.add_argument("--tiles", required=True, help="tile table from `histoprog tile`")
-    parser.add_argument("--tiles-meta", required=True, help="tiles.json from `histoprog tile`")
+    add_slide_options(parser)
+    add_tile_inputs(parser)
     parser.add_argument("--stain", required=True, help="stain.json from `histoprog stain`")
-    parser.add_argument("--target-image", default=None, help="the stain stage's target image")
+    add_target_image(parser, "the stain stage's target image")
     parser.add_argument("--model", required=True, help="tissue classifier checkpoint (CRLM)")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=2, help="tile-reading worker processes")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    add_torch_options(parser, batch_size=64, workers=2)
     parser.add_argument(
         "--max-failed-fraction",
         type=float,
@@ -82,97 +78,41 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--thumbnail-px", type=int, default=1024, help="overlay long side")
     parser.add_argument("--force", action="store_true", help="recompute complete outputs")
-    parser.add_argument("--out-classes", required=True, help="per-tile probabilities (TSV)")
-    parser.add_argument("--out-grid", required=True, help="class grid (.npy)")
-    parser.add_argument("--out-counts", required=True, help="class counts + status (JSON)")
-    parser.add_argument("--out-overlay", required=True, help="overlay thumbnail (PNG)")
+    add_outputs(
+        parser,
+        classes="per-tile probabilities (TSV)",
+        grid="class grid (.npy)",
+        counts="class counts + status (JSON)",
+        overlay="overlay thumbnail (PNG)",
+    )
     parser.set_defaults(func=run)
-
-
-@dataclass
-class TilePredictions:
-    """Model output for the tiles of a slide, in tile-table order.
-
-    Attributes:
-        probs: N x K softmax probabilities (NaN rows for unreadable tiles).
-        read_ok: N flags, False where the tile could not be read.
-        stain_ok: N flags, False where a per-tile stain fit failed (tile passed unchanged).
-        seconds: wall time of the loop.
-    """
-
-    probs: np.ndarray
-    read_ok: np.ndarray
-    stain_ok: np.ndarray
-    seconds: float
-
-
-def predict_tiles(
-    model: nn.Module,
-    dataset: SlideTiles,
-    *,
-    batch_size: int,
-    workers: int,
-    device: torch.device,
-    mean: list[float],
-    std: list[float],
-    progress: bool = False,
-) -> TilePredictions:
-    """Run ``model`` over every tile of ``dataset`` (float16 autocast on CUDA).
-
-    Each worker opens the slide itself (``worker_init_fn``); the loader yields uint8 tiles,
-    which are standardised on ``device``.
-    """
-    n, k = len(dataset), int(model.num_classes)
-    probs = np.full((n, k), np.nan, dtype=np.float32)
-    read_ok = np.zeros(n, dtype=bool)
-    stain_ok = np.zeros(n, dtype=bool)
-    cuda = device.type == "cuda"
-    dataset.open()  # fails here, with the slide named, rather than inside a worker
-    dataset.close()  # a forked worker must not share this handle
-    loader = DataLoader(
-        dataset,
-        batch_size=batch_size,
-        num_workers=workers,
-        worker_init_fn=open_worker_slide,
-        pin_memory=cuda,
-        prefetch_factor=4 if workers else None,
-    )
-    model.to(device).eval()
-    if cuda:
-        model.to(memory_format=torch.channels_last)
-    autocast = torch.autocast("cuda", dtype=torch.float16) if cuda else nullcontext()
-    started = time.perf_counter()
-    batches = (
-        log_progress(loader, "tiles", total=n, size=batch_len, logger=log) if progress else loader
-    )
-    try:
-        with torch.inference_mode(), autocast:
-            for tiles, index, ok, fit_ok in batches:
-                logits = model(to_model_input(tiles, device, mean, std))
-                batch_probs = torch.softmax(logits.float(), dim=1).cpu().numpy()
-                idx = index.numpy()
-                good = ok.numpy().astype(bool)
-                probs[idx[good]] = batch_probs[good]
-                read_ok[idx] = good
-                stain_ok[idx] = fit_ok.numpy().astype(bool)
-    finally:
-        dataset.close()
-    return TilePredictions(probs, read_ok, stain_ok, time.perf_counter() - started)
 
 
 def run(args: argparse.Namespace) -> None:
     """Classify one slide's tiles; record and pass on slide-level failures."""
-    started = time.perf_counter()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    stage = SlideStage(
+        STAGE,
+        args.slide_id,
+        log,
+        record=args.out_counts,
+        outputs={
+            args.out_classes: write_tsv,
+            args.out_grid: save_grid,
+            args.out_overlay: save_picture,
+        },
+        failure_figure=args.out_overlay,
+        summary="{n_classified} tiles classified ({n_failed_tiles} unreadable) in {seconds:.1f} s, "
+        "{tiles_per_second} tiles/s on {device}: {counts}",
+    )
+    set_threads(args.threads)
     if not 0 <= args.max_failed_fraction <= 1:
         raise InputError(
             "--max-failed-fraction",
             f"is {args.max_failed_fraction}",
             "give a share in [0, 1] (tissue.classify.max_failed_fraction)",
         )
-    tiles_meta = _read_stage_json(args.tiles_meta, "tile")
-    stain_meta = _read_stage_json(args.stain, "stain")
+    tiles_meta = read_upstream(args.tiles_meta, "tile")
+    stain_meta = read_upstream(args.stain, "stain")
     inputs = {"tiles_sha256": file_sha256(args.tiles), "stain_sha256": file_sha256(args.stain)}
     model_sha = file_sha256(args.model) if Path(args.model).is_file() else None
     params = {
@@ -185,11 +125,19 @@ def run(args: argparse.Namespace) -> None:
         log.info("slide %s: outputs are complete for this model and input; nothing to do",
                  args.slide_id)  # fmt: skip
         return
-    record: dict[str, Any] = {"slide_id": args.slide_id, "classes": list(CLASSES)}
-    failed = upstream_failure(tiles_meta) or upstream_failure(stain_meta)
-    if failed:
-        _write_failed(args, record, failed, tiles_meta, params, started)
-        return
+    stage.run(
+        {"slide_id": args.slide_id, "classes": list(CLASSES)},
+        params,
+        lambda: classify_slide(args, tiles_meta, stain_meta),
+        _failed_outputs(args, tiles_meta),
+        upstream=[tiles_meta, stain_meta],
+    )
+
+
+def classify_slide(
+    args: argparse.Namespace, tiles_meta: dict[str, Any], stain_meta: dict[str, Any]
+) -> StageResult:
+    """Classify every tissue tile; the slide fails when too many cannot be read."""
     model, meta = load_checkpoint(
         args.model, expected_kind="tissue_classifier", expected_class_names=CLASSES
     )
@@ -212,67 +160,44 @@ def run(args: argparse.Namespace) -> None:
         normalizer,
         stain_params,
     )
-    try:
-        pred = predict_tiles(
-            model, dataset, batch_size=args.batch_size, workers=args.workers, device=device,
-            mean=meta["normalisation"]["mean"], std=meta["normalisation"]["std"], progress=True,
-        )  # fmt: skip
-    except SlideError as err:
-        log.error("%s", err)
-        _write_failed(args, record, failure_record(STAGE, str(err)), tiles_meta, params, started)
-        return
-    n_failed = int((~pred.read_ok).sum())
+    pred = predict_tiles(
+        model, dataset, batch_size=args.batch_size, workers=args.workers, device=device,
+        mean=meta["normalisation"]["mean"], std=meta["normalisation"]["std"], progress=log,
+    )  # fmt: skip
+    unreadable = _failed_tiles(table, pred.read_ok)
+    n_failed = unreadable["n_failed_tiles"]
     failed_share = n_failed / max(len(table), 1)
-    record.update(_failed_tiles(table, pred.read_ok))
     if failed_share > args.max_failed_fraction:
-        reason = (
+        raise SlideFailure(
             f"{n_failed} of {len(table)} tiles ({failed_share:.1%}) could not be read, more "
             f"than the {args.max_failed_fraction:.1%} allowed "
             "(tissue.classify.max_failed_fraction); the slide file is probably damaged: "
-            "re-copy it, or raise the threshold"
+            "re-copy it, or raise the threshold",
+            unreadable,
         )
-        log.error("slide %s: %s", args.slide_id, reason)
-        _write_failed(args, record, failure_record(STAGE, reason), tiles_meta, params, started)
-        return
     grid_meta = tiles_meta["grid"]
     labels = np.where(pred.read_ok, np.nan_to_num(pred.probs).argmax(axis=1), NO_TILE)
     grid = np.full((grid_meta["rows"], grid_meta["cols"]), NO_TILE, dtype=np.int8)
     grid[table["row"].to_numpy(), table["col"].to_numpy()] = labels
     counts = {c: int((labels == i).sum()) for i, c in enumerate(CLASSES)}
-    record.update(
-        status=OK,
-        n_tiles=len(table),
-        n_classified=int(pred.read_ok.sum()),
-        n_stain_fit_failed=int((pred.read_ok & ~pred.stain_ok).sum()),
-        counts=counts,
-        grid_shape=list(grid.shape),
-        model={"path": args.model, "sha256": meta["sha256"], **meta["architecture"]},
-        device=str(device),
-        mixed_precision=device.type == "cuda",
-        tiles_per_second=round(len(table) / pred.seconds, 2) if pred.seconds > 0 else None,
-    )
-    write_tsv(args.out_classes, _classes_table(table, pred, labels))
-    _save_grid(args.out_grid, grid)
-    save_image(args.out_overlay, _overlay(args, tiles_meta, grid, counts))
-    record["seconds"] = round(time.perf_counter() - started, 3)
-    record["provenance"] = provenance(params)
-    write_json(args.out_counts, record)
-    log.info(
-        "slide %s: %d tiles classified (%d unreadable) in %.1f s, %.1f tiles/s on %s: %s",
-        args.slide_id, record["n_classified"], n_failed, record["seconds"],
-        record["tiles_per_second"] or math.nan, device, counts,
-    )  # fmt: skip
-
-
-def _read_stage_json(path: str, stage: str) -> dict[str, Any]:
-    """An upstream per-slide JSON, or a message that names the stage to run."""
-    if not Path(path).is_file():
-        raise InputError(
-            f"{stage} output '{path}'",
-            "does not exist",
-            f"run `histoprog {stage}` for this slide first (the workflow's '{stage}' rule)",
-        )
-    return read_json(path)
+    fields = {
+        **unreadable,
+        "n_tiles": len(table),
+        "n_classified": int(pred.read_ok.sum()),
+        "n_stain_fit_failed": int((pred.read_ok & ~pred.stain_ok).sum()),
+        "counts": counts,
+        "grid_shape": list(grid.shape),
+        "model": {"path": args.model, "sha256": meta["sha256"], **meta["architecture"]},
+        "device": str(device),
+        "mixed_precision": device.type == "cuda",
+        "tiles_per_second": tiles_per_second(len(table), pred.seconds),
+    }
+    files = {
+        args.out_classes: _classes_table(table, pred, labels),
+        args.out_grid: grid,
+        args.out_overlay: _overlay(args, tiles_meta, grid, counts),
+    }
+    return StageResult(fields, files)
 
 
 def _complete(args: argparse.Namespace, params: dict[str, Any]) -> bool:
@@ -367,32 +292,18 @@ def _overlay(
     )
 
 
-def _write_failed(
-    args: argparse.Namespace,
-    record: dict[str, Any],
-    failure: dict[str, Any],
-    tiles_meta: dict[str, Any],
-    params: dict[str, Any],
-    started: float,
-) -> None:
-    """Write every output of a failed slide (empty table, all -1 grid, failure figure)."""
+def _failed_outputs(args: argparse.Namespace, tiles_meta: dict[str, Any]) -> StageResult:
+    """A failed slide's outputs: an empty table and an all -1 grid (the figure says why)."""
     grid_meta = tiles_meta.get("grid") or {}
     shape = (int(grid_meta.get("rows", 0)), int(grid_meta.get("cols", 0)))
     columns = ["row", "col", "x", "y", *[f"prob_{c}" for c in CLASSES], "class", "read_ok"]
-    write_tsv(args.out_classes, pd.DataFrame(columns=columns))
-    _save_grid(args.out_grid, np.full(shape, NO_TILE, dtype=np.int8))
-    figure = failure_figure(args.slide_id, failure["failed_stage"], failure["reason"])
-    save_figure(args.out_overlay, figure, dpi=100)
-    record.update(failure, n_tiles=int(tiles_meta.get("n_tiles", 0)), grid_shape=list(shape))
-    record.setdefault("counts", {c: 0 for c in CLASSES})
-    record["seconds"] = round(time.perf_counter() - started, 3)
-    record["provenance"] = provenance(params)
-    write_json(args.out_counts, record)
-    log.warning("slide %s: %s at '%s': %s", args.slide_id, FAILED,
-                failure["failed_stage"], failure["reason"])  # fmt: skip
-
-
-def _save_grid(path: str, grid: np.ndarray) -> None:
-    """``np.save`` atomically (the temporary name keeps the ``.npy`` suffix)."""
-    with atomic_path(path) as tmp:
-        np.save(tmp, grid)
+    fields = {
+        "n_tiles": int(tiles_meta.get("n_tiles", 0)),
+        "grid_shape": list(shape),
+        "counts": {c: 0 for c in CLASSES},
+    }
+    files = {
+        args.out_classes: pd.DataFrame(columns=columns),
+        args.out_grid: np.full(shape, NO_TILE, dtype=np.int8),
+    }
+    return StageResult(fields, files)

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import argparse
 import logging
-import time
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from histoprog import slides
+from histoprog.cli_options import (
+    add_macenko_options,
+    add_outputs,
+    add_seed,
+    add_slide_options,
+    add_tile_inputs,
+    macenko_normalizer,
+)
 from histoprog.errors import InputError, SlideError
-from histoprog.io import read_json, save_figure, write_json
-from histoprog.provenance import provenance
-from histoprog.stain import MacenkoNormalizer, load_target
-from histoprog.status import OK, failure_figure, failure_record, upstream_failure
+from histoprog.stage import SlideStage, StageResult, read_upstream, save_picture
 
 log = logging.getLogger("histoprog.stain")
 
@@ -23,70 +27,49 @@ log = logging.getLogger("histoprog.stain")
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``stain`` subcommand."""
     parser = subparsers.add_parser("stain", help="fit a slide's Macenko stain parameters")
-    parser.add_argument("--slide", required=True)
-    parser.add_argument("--slide-id", required=True)
-    parser.add_argument("--tiles", required=True, help="tile table from `histoprog tile`")
-    parser.add_argument("--tiles-meta", required=True, help="tile metadata from `histoprog tile`")
+    add_slide_options(parser)
+    add_tile_inputs(parser)
     parser.add_argument("--fit", choices=["slide", "tile"], default="slide")
     parser.add_argument("--fit-tiles", type=int, default=200)
-    parser.add_argument("--target-image", default=None)
-    parser.add_argument("--alpha", type=float, default=1.0)
-    parser.add_argument("--beta", type=float, default=0.15)
-    parser.add_argument("--io", type=float, default=240.0)
+    add_macenko_options(parser)
     parser.add_argument("--qc-tiles", type=int, default=8)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out-params", required=True)
-    parser.add_argument("--out-qc", required=True)
+    add_seed(parser)
+    add_outputs(parser, params="stain parameters (JSON)", qc="before/after QC image (PNG)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> None:
     """Fit and record stain parameters; pass on an upstream failure."""
-    started = time.perf_counter()
+    stage = SlideStage(
+        "stain",
+        args.slide_id,
+        log,
+        record=args.out_params,
+        outputs={args.out_qc: save_picture},
+        failure_figure=args.out_qc,
+        summary="stain {status}, {n_fit_tiles} of {n_tiles} tissue tiles read in {seconds:.2f} s "
+        "({rate:.1f} tiles/s)",
+        count="n_fit_tiles",
+    )
     params = {
         k: getattr(args, k)
         for k in ("fit", "fit_tiles", "target_image", "alpha", "beta", "io", "qc_tiles", "seed")
     }
-    tiles_meta = read_json(args.tiles_meta)
-    record: dict[str, Any] = {"slide_id": args.slide_id, "method": "macenko", "fit": args.fit}
+    tiles_meta = read_upstream(args.tiles_meta, "tile")
     log.info("slide %s: Macenko %s fit on up to %d tiles of %s", args.slide_id, args.fit,
              args.fit_tiles, args.slide)  # fmt: skip
-    failed = upstream_failure(tiles_meta)
-    if failed:
-        record.update(failed)
-        figure = failure_figure(args.slide_id, failed["failed_stage"], failed["reason"])
-    else:
-        normalizer = MacenkoNormalizer(
-            load_target(args.target_image), args.io, alpha=args.alpha, beta=args.beta
-        )
-        try:
-            fitted, figure = fit_slide(args, tiles_meta, normalizer)
-        except SlideError as err:
-            log.error("%s", err)
-            record.update(failure_record("stain", str(err)))
-            figure = failure_figure(args.slide_id, "stain", str(err))
-        else:
-            record.update(fitted, status=OK)
-    record["seconds"] = round(time.perf_counter() - started, 3)
-    record["provenance"] = provenance(params)
-    save_figure(args.out_qc, figure, dpi=100)
-    write_json(args.out_params, record)
-    n_read = record.get("n_fit_tiles", 0)
-    log.info(
-        "slide %s: stain %s, %d of %d tissue tiles read in %.2f s (%.1f tiles/s)",
-        args.slide_id,
-        record["status"],
-        n_read,
-        record.get("n_tiles", 0),
-        record["seconds"],
-        n_read / record["seconds"] if record["seconds"] > 0 else 0.0,
+    stage.run(
+        {"slide_id": args.slide_id, "method": "macenko", "fit": args.fit},
+        params,
+        lambda: fit_slide(args, tiles_meta),
+        StageResult({}),
+        upstream=[tiles_meta],
     )
 
 
-def fit_slide(
-    args: argparse.Namespace, tiles_meta: dict[str, Any], normalizer: MacenkoNormalizer
-) -> tuple[dict[str, Any], Any]:
+def fit_slide(args: argparse.Namespace, tiles_meta: dict[str, Any]) -> StageResult:
     """Read sampled tissue tiles, fit (slide mode) and draw the before/after QC image."""
+    normalizer = macenko_normalizer(args)
     table = pd.read_csv(args.tiles, sep="\t")
     rng = np.random.default_rng(args.seed)
     n_fit = min(args.fit_tiles, len(table))
@@ -121,7 +104,7 @@ def fit_slide(
         after = normalizer.transform_batch(qc, stain_params)
     else:
         after = np.stack([normalizer.transform_per_tile(tile)[0] for tile in qc])
-    return fitted, qc_figure(args.slide_id, qc, after, args.fit)
+    return StageResult(fitted, {args.out_qc: qc_figure(args.slide_id, qc, after, args.fit)})
 
 
 def qc_figure(slide_id: str, before: np.ndarray, after: np.ndarray, fit: str) -> Any:

@@ -8,21 +8,22 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-import torch
 from torch.utils.data import DataLoader
 
+from histoprog.cli_options import (
+    add_outputs,
+    add_patch_stain_options,
+    add_seed,
+    add_torch_options,
+    patch_normalizer,
+)
+from histoprog.device import select_device, set_threads
 from histoprog.errors import InputError
 from histoprog.io import save_figure, write_tsv
 from histoprog.plots.tissue import learning_curves
 from histoprog.progress import batch_len, log_progress
 from histoprog.scanner_jitter import ScannerJitter
-from histoprog.stain import MacenkoNormalizer, load_target
-from histoprog.train import (
-    TrainConfig,
-    save_tissue_checkpoint,
-    select_device,
-    train_tissue_classifier,
-)
+from histoprog.train import TrainConfig, save_tissue_checkpoint, train_tissue_classifier
 
 log = logging.getLogger("histoprog.train_tissue")
 
@@ -43,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="initial weights: imagenet (torch hub cache), none, or a file (stage 2: the "
         "stage-1 checkpoint)",
     )
-    add_stain_arguments(parser)
+    add_patch_stain_options(parser)
     parser.add_argument("--tile-px", type=int, default=None, help="resize patches to this size")
     jitter = ScannerJitter()  # its defaults are the CLI's
     parser.add_argument(
@@ -65,41 +66,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--patience", type=int, default=5, help="0 = no early stopping")
-    parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=0.001)
     parser.add_argument("--momentum", type=float, default=0.9)
     parser.add_argument("--val-fraction", type=float, default=0.2)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    parser.add_argument("--out-model", required=True, help="checkpoint (.pt)")
-    parser.add_argument("--out-history", required=True, help="learning curve table (TSV)")
-    parser.add_argument("--out-curve", required=True, help="learning curve figure (PNG)")
+    add_seed(parser)
+    add_torch_options(parser, batch_size=32, workers=0)
+    add_outputs(
+        parser,
+        model="checkpoint (.pt)",
+        history="learning curve table (TSV)",
+        curve="learning curve figure (PNG)",
+    )
     parser.set_defaults(func=run)
-
-
-def add_stain_arguments(parser: argparse.ArgumentParser) -> None:
-    """Patch stain options (the same target as the slides' ``stain`` stage)."""
-    parser.add_argument(
-        "--stain",
-        choices=["tile", "none"],
-        default="tile",
-        help="tile: Macenko-normalise each patch; none: patches are already normalised",
-    )
-    parser.add_argument("--target-image", default=None, help="Macenko target image")
-    parser.add_argument("--alpha", type=float, default=1.0)
-    parser.add_argument("--beta", type=float, default=0.15)
-    parser.add_argument("--io", type=float, default=240.0)
-
-
-def make_normalizer(args: argparse.Namespace) -> MacenkoNormalizer | None:
-    """The Macenko normaliser for ``--stain tile``, else None."""
-    if args.stain != "tile":
-        return None
-    return MacenkoNormalizer(
-        load_target(args.target_image), args.io, alpha=args.alpha, beta=args.beta
-    )
 
 
 def make_jitter(args: argparse.Namespace) -> ScannerJitter:
@@ -125,8 +103,7 @@ def progress_lines(batches: Iterable[Any], description: str) -> Iterable[Any]:
 def run(args: argparse.Namespace) -> None:
     """Train, then write the checkpoint, the learning-curve table and figure."""
     started = time.perf_counter()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     cfg = TrainConfig(
         epochs=args.epochs,
         patience=args.patience,
@@ -145,7 +122,7 @@ def run(args: argparse.Namespace) -> None:
         weights=weights,
         cfg=cfg,
         stain=args.stain,
-        normalizer=make_normalizer(args),
+        normalizer=patch_normalizer(args),
         tile_px=args.tile_px,
         jitter=make_jitter(args),
         device=select_device(args.device),
