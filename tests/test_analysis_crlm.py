@@ -1,4 +1,4 @@
-"""CRLM analysis steps (histoprog.analysis.crlm) on small generated cohorts."""
+"""CRLM analysis (histoprog.analysis.crlm, crlm_model, outcome) on small generated cohorts."""
 
 from __future__ import annotations
 
@@ -6,19 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from histoprog.analysis.crlm import (
-    CRLMSettings,
-    apply_horizon,
-    collinearity,
-    fit_discovery,
-    optimal_cutoff,
-    run_crlm,
-    score_cohort,
-    sof_cutpoints,
-)
+from histoprog.analysis.crlm import run_crlm
+from histoprog.analysis.crlm_model import collinearity, fit_discovery, score_cohort
+from histoprog.analysis.crlm_settings import CRLMSettings
+from histoprog.analysis.cutpoints import cutpoint_table
 from histoprog.analysis.features import Cohort, exclusions
+from histoprog.analysis.outcome import Outcome, apply_horizon
 from histoprog.errors import InputError
-from histoprog.survival import coxph
+from histoprog.survival import concordance, coxph
 
 FEATURES = ("overall_A", "interaction_A", "overall_B", "noise_1", "noise_2")
 
@@ -59,6 +54,11 @@ def make_cohort(name: str, role: str, n: int = 240, seed: int = 0) -> Cohort:
 
 
 FAST = CRLMSettings(calibration_B=20, calibration_m=60)
+
+
+def horizon(cohort: Cohort) -> pd.DataFrame:
+    """The cohort's table as the analysis sees it (censored at the 120-month horizon)."""
+    return apply_horizon(cohort, FAST.outcome, FAST.horizon_months, FAST.horizon_policy).data
 
 
 @pytest.fixture(scope="module")
@@ -116,82 +116,37 @@ def test_univariate_matches_a_direct_cox_fit(result):
     assert uni.loc["overall_B_high", "p_lrt"] == pytest.approx(fit.lr_p, rel=1e-9)
 
 
-def test_cutoff_scan_equals_a_naive_loop():
-    rng = np.random.default_rng(3)
-    n = 80
-    d = pd.DataFrame(
-        {
-            "patient_id": [f"p{i}" for i in range(n)],
-            "score": rng.choice([-0.7, 0.0, 0.4, 1.1], n),
-            "os_months": rng.exponential(30, n).round(1) + 0.1,
-            "os_event": rng.integers(0, 2, n),
-        }
-    )
-    s = CRLMSettings(cutoff_step=0.01)
-    res = optimal_cutoff(d, "score", s)
-    lo, hi = np.quantile(d["score"], [0.1, 0.9])
-    best = (np.inf, None)
-    for c in lo + 0.01 * np.arange(int(np.floor((hi - lo) / 0.01 + 1e-10)) + 1):
-        g = (d["score"] >= c).astype(float)
-        if g.nunique() < 2:
-            continue
-        p = coxph(d.assign(g=g), "os_months", "os_event", ["g"]).p_wald[0]
-        if p < best[0]:
-            best = (p, c)
-    assert res.p == pytest.approx(best[0], rel=1e-12)
-    assert res.cutoff == pytest.approx(best[1], abs=1e-12)
+def test_model_coefficients_are_the_final_stepwise_fit(result):
+    coefs = result.tables["model_coefficients"].set_index("term")
+    assert list(coefs.index) == list(result.model.selected)
+    for col in ("coef", "se", "hr", "hr_lower", "hr_upper", "p_wald", "concordance"):
+        assert col in coefs.columns
+    data = horizon(make_cohort("disc", "discovery", seed=1))
+    for f, cut in result.model.cutpoints.items():
+        data[f + "_high"] = (data[f] > cut).astype(float)
+    fit = coxph(data, "os_months", "os_event", list(result.model.selected))
+    np.testing.assert_allclose(coefs["coef"], fit.coef, rtol=1e-9)
+    np.testing.assert_allclose(coefs["se"], fit.se, rtol=1e-9)
+    np.testing.assert_allclose(coefs["p_wald"], fit.p_wald, rtol=1e-9)
+    c = concordance(data["os_months"], data["os_event"], fit.linear_predictor).c
+    np.testing.assert_allclose(coefs["concordance"], c, rtol=1e-12)
+    assert c > 0.6
 
 
-def test_cutoff_scan_lists_each_split_once_with_its_grid_run():
-    """Runs of equal splits equal those of the materialised grid, values on grid points too."""
-    rng = np.random.default_rng(5)
-    n = 60
-    score = np.r_[rng.normal(0, 1, n - 4).round(3), [0.0, 0.01, 0.02, 0.02]]
-    d = pd.DataFrame(
-        {
-            "patient_id": [f"p{i}" for i in range(n)],
-            "score": score,
-            "os_months": rng.exponential(30, n).round(1) + 0.1,
-            "os_event": rng.integers(0, 2, n),
-        }
-    )
-    s = CRLMSettings(cutoff_step=0.01)
-    scan = optimal_cutoff(d, "score", s).scan
-    lo, hi = np.quantile(score, [0.1, 0.9])
-    grid = lo + 0.01 * np.arange(int(np.floor((hi - lo) / 0.01 + 1e-10)) + 1)
-    u = np.unique(score)
-    k = np.searchsorted(u, grid, side="left")
-    expected = [
-        (grid[k == kk][0], grid[k == kk][-1], int((score >= u[kk]).sum()))
-        for kk in np.unique(k)
-        if 0 < kk < len(u)
-    ]
-    got = list(zip(scan["cutoff"], scan["last_c"], scan["n_high"], strict=True))
-    assert len(got) == len(expected)
-    for (c, last, high), (c0, last0, high0) in zip(got, expected, strict=True):
-        assert (c, last, high) == (
-            pytest.approx(c0, abs=1e-12),
-            pytest.approx(last0, abs=1e-12),
-            high0,
-        )
-
-
-def test_cutoff_scan_of_a_score_with_a_huge_range():
-    """A near-infinite coefficient (complete separation) must not build a 1e12-point grid."""
-    rng = np.random.default_rng(6)
-    n = 40
-    d = pd.DataFrame(
-        {
-            "patient_id": [f"p{i}" for i in range(n)],
-            "score": rng.integers(0, 3, n) * 1e9,
-            "os_months": rng.exponential(30, n).round(1) + 0.1,
-            "os_event": rng.integers(0, 2, n),
-        }
-    )
-    res = optimal_cutoff(d, "score", CRLMSettings())
-    splits = {int((d["score"] >= 1e9).sum()), int((d["score"] >= 2e9).sum())}
-    assert 1 <= len(res.scan) <= 2 and set(res.scan["n_high"]) <= splits
-    assert 0 < res.cutoff <= 2e9
+def test_validation_univariate_uses_the_discovery_cutpoints(result):
+    assert set(result.validation_univariate) == {"val"}
+    uni = result.validation_univariate["val"]
+    assert list(uni["term"]) == list(result.model.selected)
+    assert (uni["cohort"] == "val").all() and (uni["kind"] == "sof").all()
+    data = horizon(make_cohort("val", "validation", seed=2))
+    term = result.model.selected[0]
+    feature = term.removesuffix("_high")
+    data["b"] = (data[feature] > result.model.cutpoints[feature]).astype(float)
+    fit = coxph(data, "os_months", "os_event", ["b"])
+    row = uni.set_index("term").loc[term]
+    assert row["feature"] == feature and row["n"] == 240
+    assert row["hr"] == pytest.approx(fit.hr[0], rel=1e-9)
+    assert row["p_lrt"] == pytest.approx(fit.lr_p, rel=1e-9)
 
 
 def test_collinearity_rules():
@@ -221,10 +176,11 @@ def test_horizon_policies():
     c = make_cohort("disc", "discovery", n=60)
     over = c.data["os_months"] > 40
     assert over.any()
-    cens = apply_horizon(c, CRLMSettings(horizon_months=40))
+    os_ = Outcome("os_months", "os_event")
+    cens = apply_horizon(c, os_, 40, "censor")
     assert cens.data["os_months"].max() == 40
     assert (cens.data.loc[over, "os_event"] == 0).all() and len(cens.data) == 60
-    drop = apply_horizon(c, CRLMSettings(horizon_months=40, horizon_policy="drop"))
+    drop = apply_horizon(c, os_, 40, "drop")
     assert len(drop.data) == 60 - over.sum()
     assert list(drop.exclusions["patient_id"]) == list(c.data.loc[over, "patient_id"])
     assert (drop.exclusions["step"] == "horizon").all()
@@ -233,7 +189,8 @@ def test_horizon_policies():
 def test_unusable_features_are_skipped_with_a_reason():
     c = make_cohort("disc", "discovery", n=120)
     d = c.data.assign(all_nan=np.nan, constant=0.2, rare=np.r_[np.ones(5), np.zeros(115)])
-    cuts = sof_cutpoints(d, ["overall_A", "all_nan", "constant", "rare"], FAST).set_index("feature")
+    feats = ["overall_A", "all_nan", "constant", "rare"]
+    cuts = cutpoint_table(d, FAST.outcome, feats, FAST.minprop).set_index("feature")
     assert cuts.loc["overall_A", "status"] == "ok"
     assert cuts.loc["all_nan", "reason"] == "all values missing"
     assert "constant (0.2)" in cuts.loc["constant", "reason"]

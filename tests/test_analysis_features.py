@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from histoprog.analysis.crlm import CRLMSettings, ScoredCohort
 from histoprog.analysis.crs import CRSColumns, combined_grade, crs_points
-from histoprog.analysis.descriptives import associations, followup, table1
+from histoprog.analysis.descriptives import associations, followup, independence, table1
 from histoprog.analysis.features import load_cohort, read_clinical, read_features, sof_table
+from histoprog.analysis.outcome import Outcome
 from histoprog.errors import InputError
 from histoprog.sof import QC_COLUMNS, sof_columns
 from histoprog.survival import median_followup
@@ -131,7 +131,7 @@ def test_crs_points_by_hand():
     assert grade[:3].tolist() == [0, 1, 2] and math.isnan(grade[3])
 
 
-def scored_cohort() -> ScoredCohort:
+def scored_table() -> pd.DataFrame:
     rng = np.random.default_rng(0)
     n = 40
     t = pd.DataFrame(
@@ -147,22 +147,34 @@ def scored_cohort() -> ScoredCohort:
         }
     )
     t["crs_high"] = (t["crs"] >= 3).astype(float)
-    return ScoredCohort("c", "discovery", t, True, ("age", "sex"))
+    return t
 
 
 def test_table1_followup_and_associations():
-    sc = scored_cohort()
-    s = CRLMSettings()
-    t1 = table1({"c": sc}, s).set_index(["variable", "level"])["c"]
+    t = scored_table()
+    variables = ["age", "sex", "crs", "crs_high", "risk_group"]
+    t1 = table1({"c": t}, "os_event", variables, ["crs", "crs_high"])
+    t1 = t1.set_index(["variable", "level"])["c"]
     assert t1[("patients", "")] == "40"
     q1, med, q3 = np.quantile(np.arange(40, 80), [0.25, 0.5, 0.75])
     assert t1[("age", "")] == f"{med:.3g} ({q1:.3g}-{q3:.3g})"
     assert t1[("sex", "F")] == "20 (50.0%)"
     assert t1[("crs_high", "1")] == "16 (40.0%)"
-    fu = followup({"c": sc}, s).iloc[0]
-    ref = median_followup(sc.table, "os_months", "os_event")
+    assert t1[("crs", "4")] == "8 (20.0%)"  # categorical although numeric
+    fu = followup({"c": t}, Outcome("os_months", "os_event")).iloc[0]
+    ref = median_followup(t, "os_months", "os_event")
     assert fu["median_followup"] == ref.median
-    assoc = associations({"c": sc}, ["feat"], s).set_index(["feature", "variable"])
+    assoc = pd.DataFrame(associations(t, ["feat"], ["age", "sex"])).set_index(
+        ["feature", "variable"]
+    )
     assert assoc.loc[("feat", "age"), "statistic"] == pytest.approx(1.0)
     assert assoc.loc[("feat", "sex"), "test"] == "wilcoxon"
-    assert assoc.loc[("risk_group", "crs_high"), "test"] == "chi-squared"
+    chi = independence(t, "risk_group", ["crs_high"])[0]
+    assert chi["test"] == "chi-squared" and chi["n"] == 40
+
+
+def test_table1_leaves_a_cohort_without_a_variable_empty():
+    t = scored_table()
+    t1 = table1({"a": t, "b": t.drop(columns=["crs"])}, "os_event", ["crs"], ["crs"])
+    row = t1.set_index(["variable", "level"]).loc[("crs", "0")]
+    assert row["a"] == "8 (20.0%)" and row["b"] == ""

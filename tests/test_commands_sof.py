@@ -133,7 +133,7 @@ def test_crlm_analysis_command_features_only(tmp_path):
         "model.json",
         "correlation_heatmap.png",
     }
-    expected |= {f"multivariate_{c}.tsv" for c in "dv"}
+    expected |= {f"multivariate_{c}.tsv" for c in "dv"} | {"univariate_cox_v.tsv"}
     expected |= {f"{f}_{c}.png" for f in crlm_analysis.COHORT_FIGURES for c in "dv"}
     assert {p.name for p in out.iterdir()} == expected
     model = json.loads((out / "model.json").read_text())

@@ -41,6 +41,12 @@ rule crlm_analysis:
     output:
         tables=expand(f"{CRLM_OUT}/{{name}}.tsv", name=CRLM_TABLES),
         multivariate=expand(f"{CRLM_OUT}/multivariate_{{c}}.tsv", c=CRLM_COHORTS),
+        coefficients=f"{CRLM_OUT}/model_coefficients.tsv",
+        validation_univariate=[
+            f"{CRLM_OUT}/univariate_cox_{c}.tsv"
+            for c in CRLM_COHORTS
+            if c not in CRLM_DISCOVERY
+        ],
         model=f"{CRLM_OUT}/model.json",
         heatmap=report(
             f"{CRLM_OUT}/correlation_heatmap.png",

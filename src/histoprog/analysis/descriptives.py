@@ -1,28 +1,25 @@
-"""Descriptive statistics of the CRLM cohorts (METHODS 5.14).
+"""Descriptive statistics of cohorts (METHODS 5.14), on plain per-patient tables.
 
 * :func:`table1`: Table 1 per cohort: medians with IQR for continuous variables, counts
   with % for categorical ones (missing values counted on their own row).
 * :func:`followup`: median follow-up by reverse Kaplan-Meier with its 95 % CI.
-* :func:`associations`: Pearson r of the model's SOFs vs continuous clinical variables,
-  Wilcoxon rank-sum across binary clinical groups, chi-squared of SOF group vs CRS.
+* :func:`associations`: Pearson r of features vs continuous variables, Wilcoxon rank-sum
+  across binary ones; :func:`independence`: chi-squared of a grouping vs other variables.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Collection, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
+from histoprog.analysis.outcome import Outcome
 from histoprog.errors import InputError
 from histoprog.survival import median_followup
 
-if TYPE_CHECKING:
-    from histoprog.analysis.crlm import CRLMSettings, ScoredCohort
-
-__all__ = ["table1", "followup", "associations", "variable_kind"]
+__all__ = ["table1", "followup", "associations", "independence", "variable_kind"]
 
 
 def variable_kind(values: pd.Series) -> str:
@@ -81,60 +78,55 @@ def _describe(values: pd.Series, name: str, kind: str) -> list[dict[str, str]]:
     return rows
 
 
-def table1(scored: Mapping[str, ScoredCohort], s: CRLMSettings) -> pd.DataFrame:
+def table1(
+    tables: Mapping[str, pd.DataFrame],
+    event: str,
+    variables: Sequence[str],
+    categorical: Collection[str] = (),
+) -> pd.DataFrame:
     """Table 1: one row per variable (and level), one value column per cohort.
 
-    Variables: patients, events, every clinical column, the CRS points and group, the SOF
-    risk group. A variable's kind (continuous/categorical) is decided on all cohorts
-    pooled, so the cohorts' rows line up.
+    Rows: patients, events, then every variable in ``variables`` that the cohort's table
+    has. A variable's kind (continuous/categorical) is decided on all cohorts pooled, so
+    the cohorts' rows line up; ``categorical`` variables are always counted.
 
     Returns:
         Columns variable, level, statistic, then one column per cohort (text such as
         ``58 (50-66)`` or ``12 (20.0%)``; empty where a cohort lacks the variable).
     """
-    variables: list[str] = []
-    for sc in scored.values():
-        variables += [c for c in sc.clinical if c not in variables]
-    variables += ["crs", "crs_high", "risk_group"]
-    pooled = pd.concat([sc.table for sc in scored.values()], ignore_index=True)
+    pooled = pd.concat(list(tables.values()), ignore_index=True)
     per_cohort = {}
-    for name, sc in scored.items():
-        t = sc.table
+    for name, t in tables.items():
         rows = [
             {"variable": "patients", "level": "", "statistic": "n", "value": str(len(t))},
             {
-                "variable": s.event,
+                "variable": event,
                 "level": "1",
                 "statistic": "n (%)",
-                "value": f"{int(t[s.event].sum())} ({100 * t[s.event].mean():.1f}%)",
+                "value": f"{int(t[event].sum())} ({100 * t[event].mean():.1f}%)",
             },
         ]
         for var in variables:
-            if var not in t.columns or (var.startswith("crs") and not sc.has_crs):
+            if var not in t.columns:
                 continue
-            kind = "categorical" if var in ("crs", "crs_high") else variable_kind(pooled[var])
+            kind = "categorical" if var in categorical else variable_kind(pooled[var])
             rows += _describe(t[var], var, kind)
         per_cohort[name] = pd.DataFrame(rows).set_index(["variable", "level", "statistic"])["value"]
     out = pd.concat(per_cohort, axis=1, sort=False).reset_index()
     return out.fillna("")
 
 
-def followup(scored: Mapping[str, ScoredCohort], s: CRLMSettings) -> pd.DataFrame:
+def followup(tables: Mapping[str, pd.DataFrame], outcome: Outcome) -> pd.DataFrame:
     """Median follow-up (reverse Kaplan-Meier) per cohort with its 95 % CI.
 
     Returns:
         Columns cohort, n, events, median_followup, lower, upper, note.
     """
     rows = []
-    for name, sc in scored.items():
-        row = {
-            "cohort": name,
-            "n": len(sc.table),
-            "events": int(sc.table[s.event].sum()),
-            "note": "",
-        }
+    for name, t in tables.items():
+        row = {"cohort": name, "n": len(t), "events": int(t[outcome.event].sum()), "note": ""}
         try:
-            km = median_followup(sc.table, s.time, s.event, id_col="patient_id")
+            km = median_followup(t, outcome.time, outcome.event, id_col="patient_id")
         except InputError as err:
             row["note"] = err.problem
         else:
@@ -145,63 +137,65 @@ def followup(scored: Mapping[str, ScoredCohort], s: CRLMSettings) -> pd.DataFram
 
 
 def associations(
-    scored: Mapping[str, ScoredCohort], features: Sequence[str], s: CRLMSettings
-) -> pd.DataFrame:
-    """SOF vs clinical associations per cohort (pairwise complete cases).
+    table: pd.DataFrame, features: Sequence[str], variables: Sequence[str]
+) -> list[dict]:
+    """Feature vs variable associations in one cohort (pairwise complete cases).
 
-    * continuous clinical variable: Pearson r (``statistic``) and its p;
-    * binary clinical variable: Wilcoxon rank-sum (Mann-Whitney U, two-sided);
-    * SOF risk group vs CRS group and vs CRS points: chi-squared test of independence
-      (no continuity correction).
+    * continuous variable: Pearson r (``statistic``) and its p;
+    * binary variable: Wilcoxon rank-sum (Mann-Whitney U, two-sided);
+    * other (categorical) variables are skipped.
 
     Returns:
-        Columns cohort, feature, variable, test, statistic, p, n.
+        Rows with feature, variable, n, test, statistic, p.
     """
     rows = []
-    for name, sc in scored.items():
-        t = sc.table
-        for var in sc.clinical:
-            kind = variable_kind(t[var])
-            if kind == "categorical":
-                continue
-            for f in features:
-                d = t[[f, var]].dropna()
-                row = {"cohort": name, "feature": f, "variable": var, "n": len(d)}
-                if kind == "continuous":
-                    x, y = d[f].to_numpy(float), pd.to_numeric(d[var]).to_numpy(float)
-                    ok = len(d) > 2 and np.ptp(x) > 0 and np.ptp(y) > 0
-                    r, p = stats.pearsonr(x, y) if ok else (np.nan, np.nan)
-                    row.update(test="pearson", statistic=float(r), p=float(p))
+    for var in variables:
+        kind = variable_kind(table[var])
+        if kind == "categorical":
+            continue
+        for f in features:
+            d = table[[f, var]].dropna()
+            row = {"feature": f, "variable": var, "n": len(d)}
+            if kind == "continuous":
+                x, y = d[f].to_numpy(float), pd.to_numeric(d[var]).to_numpy(float)
+                ok = len(d) > 2 and np.ptp(x) > 0 and np.ptp(y) > 0
+                r, p = stats.pearsonr(x, y) if ok else (np.nan, np.nan)
+                row.update(test="pearson", statistic=float(r), p=float(p))
+            else:
+                levels = sorted(d[var].astype(str).unique())
+                a = d.loc[d[var].astype(str) == levels[0], f]
+                b = d.loc[d[var].astype(str) == levels[-1], f]
+                if len(levels) == 2:
+                    res = stats.mannwhitneyu(a, b, alternative="two-sided")
+                    row.update(test="wilcoxon", statistic=float(res.statistic), p=float(res.pvalue))
                 else:
-                    levels = sorted(d[var].astype(str).unique())
-                    a = d.loc[d[var].astype(str) == levels[0], f]
-                    b = d.loc[d[var].astype(str) == levels[-1], f]
-                    if len(levels) == 2:
-                        res = stats.mannwhitneyu(a, b, alternative="two-sided")
-                        row.update(
-                            test="wilcoxon", statistic=float(res.statistic), p=float(res.pvalue)
-                        )
-                    else:
-                        row.update(test="wilcoxon", statistic=np.nan, p=np.nan)
-                rows.append(row)
-        if sc.has_crs:
-            for var in ("crs_high", "crs"):
-                d = t[["risk_group", var]].dropna()
-                tab = pd.crosstab(d["risk_group"], d[var])
-                if tab.shape[0] > 1 and tab.shape[1] > 1:
-                    chi2, p, _, _ = stats.chi2_contingency(tab.to_numpy(), correction=False)
-                else:
-                    chi2 = p = np.nan
-                rows.append(
-                    {
-                        "cohort": name,
-                        "feature": "risk_group",
-                        "variable": var,
-                        "test": "chi-squared",
-                        "statistic": float(chi2),
-                        "p": float(p),
-                        "n": len(d),
-                    }
-                )
-    cols = ["cohort", "feature", "variable", "test", "statistic", "p", "n"]
-    return pd.DataFrame(rows).reindex(columns=cols)
+                    row.update(test="wilcoxon", statistic=np.nan, p=np.nan)
+            rows.append(row)
+    return rows
+
+
+def independence(table: pd.DataFrame, group: str, variables: Sequence[str]) -> list[dict]:
+    """Chi-squared test of independence (no continuity correction) of ``group`` vs each variable.
+
+    Returns:
+        Rows with feature (the group), variable, test, statistic, p, n.
+    """
+    rows = []
+    for var in variables:
+        d = table[[group, var]].dropna()
+        tab = pd.crosstab(d[group], d[var])
+        if tab.shape[0] > 1 and tab.shape[1] > 1:
+            chi2, p, _, _ = stats.chi2_contingency(tab.to_numpy(), correction=False)
+        else:
+            chi2 = p = np.nan
+        rows.append(
+            {
+                "feature": group,
+                "variable": var,
+                "test": "chi-squared",
+                "statistic": float(chi2),
+                "p": float(p),
+                "n": len(d),
+            }
+        )
+    return rows

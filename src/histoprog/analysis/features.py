@@ -16,7 +16,7 @@ averaged (mean over the patient's ``ok`` slides).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,6 +31,7 @@ __all__ = [
     "EXCLUSION_COLUMNS",
     "Cohort",
     "exclusions",
+    "incomplete_rows",
     "sof_table",
     "read_clinical",
     "read_features",
@@ -55,6 +56,28 @@ def exclusions(
         {"cohort": cohort, "patient_id": ids, "step": step, "reason": list(reasons)},
         columns=list(EXCLUSION_COLUMNS),
     )
+
+
+def incomplete_rows(
+    cohort: str,
+    data: pd.DataFrame,
+    columns: Sequence[str],
+    step: str,
+    prefix: str = "missing ",
+    label: Callable[[str], str] = str,
+) -> tuple[pd.Series, pd.DataFrame]:
+    """The rows with every one of ``columns``, and exclusion rows for the others.
+
+    Returns:
+        (boolean mask of the complete rows; exclusions at ``step`` whose reason is
+        ``prefix`` and the labels of the missing columns, comma-separated).
+    """
+    complete = data[list(columns)].notna().all(axis=1)
+    reasons = [
+        prefix + ", ".join(label(c) for c in columns if pd.isna(r[c]))
+        for _, r in data[~complete].iterrows()
+    ]
+    return complete, exclusions(cohort, data.loc[~complete, "patient_id"], step, reasons)
 
 
 def sof_table(records: Sequence[Mapping[str, object]]) -> pd.DataFrame:

@@ -14,7 +14,8 @@ from typing import Any
 
 import pandas as pd
 
-from histoprog.analysis.crlm import CRLMResult, CRLMSettings, run_crlm
+from histoprog.analysis.crlm import CRLMResult, run_crlm
+from histoprog.analysis.crlm_settings import CRLMSettings
 from histoprog.analysis.features import load_cohort
 from histoprog.errors import InputError
 from histoprog.io import read_json, save_figure, write_json, write_tsv
@@ -28,6 +29,7 @@ TABLES: tuple[str, ...] = (
     "correlation",
     "cutoff_scan",
     "stepwise",
+    "model_coefficients",
     "risk_scores",
     "logrank",
     "km_groups",
@@ -39,7 +41,8 @@ TABLES: tuple[str, ...] = (
     "followup",
     "associations",
 )
-"""Tables written as ``<name>.tsv``."""
+"""Tables written as ``<name>.tsv``; also ``multivariate_<cohort>.tsv`` per cohort and
+``univariate_cox_<cohort>.tsv`` per validation cohort."""
 
 COHORT_FIGURES: tuple[str, ...] = (
     "km",
@@ -120,13 +123,15 @@ def _clean(value: Any) -> Any:
 
 
 def write_outputs(result: CRLMResult, out: Path) -> None:
-    """Write tables, per-cohort multivariate tables, model.json and figures."""
+    """Write tables, per-cohort Cox tables, model.json and figures."""
     from histoprog.plots import survival as plots
 
     for name in TABLES:
         write_tsv(out / f"{name}.tsv", result.tables[name])
     for cohort, table in result.multivariate.items():
         write_tsv(out / f"multivariate_{cohort}.tsv", table)
+    for cohort, table in result.validation_univariate.items():
+        write_tsv(out / f"univariate_cox_{cohort}.tsv", table)
     write_json(out / "model.json", _clean(result.model_json()))
     s = result.settings
     usable = result.tables["cutpoints"]

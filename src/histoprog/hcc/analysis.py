@@ -4,8 +4,9 @@ Per cohort: Kaplan-Meier by MIL group with log-rank p and HR; univariate Cox of 
 score, the MIL group and each clinical factor; a multivariate Cox model of the MIL group
 and the clinical factors; time-dependent AUC (``survival.time_roc``) of the MIL score and
 of each factor at every ``auc_years`` year; KM of the MIL groups within the strata of each
-clinical factor. Steps reuse the CRLM analysis' helpers (same table shapes and column
-names: ``hr``, ``hr_lower``, ``hr_upper``, ``p_wald``, ``p_lrt``, ``auc``, ``se``, ``p``).
+clinical factor. Each is a generic cohort step of :mod:`histoprog.analysis` (the same
+table shapes and column names as the CRLM analysis: ``hr``, ``hr_lower``, ``hr_upper``,
+``p_wald``, ``p_lrt``, ``auc``, ``se``, ``p``).
 
 Clinical factors are given as ``{column: rule}``: ``null`` uses the column as it is (numbers,
 or a two-level text column coded 0/1), a number ``c`` gives ``column>c`` (1 when the value
@@ -21,19 +22,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from histoprog.analysis.crlm import (
-    CRLMSettings,
-    GroupSurvival,
-    encode_factors,
-    group_survival,
-    univariate,
-)
+from histoprog.analysis.cox_tables import encode_factors, multivariate_cox, univariate_table
 from histoprog.analysis.features import exclusions
+from histoprog.analysis.groups import GroupSurvival, group_survival
+from histoprog.analysis.outcome import Outcome
+from histoprog.analysis.roc_tables import auc_table, marker_roc, split_times
 from histoprog.errors import InputError
 from histoprog.models.mil import THRESHOLD
-from histoprog.survival import TimeROCResult, coxph, time_roc
+from histoprog.survival import TimeROCResult
 
 GROUPS = ("low", "high")
+
+FACTORS_KEY = "hcc.analysis.clinical_factors"
+"""Config key of the clinical factors (named in messages)."""
 
 DEFAULT_FACTORS: dict[str, Any] = {
     "vascular_invasion": None,
@@ -56,9 +57,10 @@ class HCCSettings:
     survival_at: float = 60.0
     risk_step: float = 12.0
 
-    def crlm(self) -> CRLMSettings:
-        """The CRLM settings object its shared helpers read (time, event, survival_at)."""
-        return CRLMSettings(time=self.time, event=self.event, survival_at=self.survival_at)
+    @property
+    def outcome(self) -> Outcome:
+        """The time and event columns."""
+        return Outcome(self.time, self.event)
 
 
 def derive_factors(
@@ -76,17 +78,17 @@ def derive_factors(
             raise InputError(
                 f"clinical factor '{column}' ({where})",
                 f"is not a column of the clinical table (columns: {list(clinical.columns)})",
-                "correct or remove it in config key hcc.analysis.clinical_factors",
+                f"correct or remove it in config key {FACTORS_KEY}",
             )
         values = clinical[column]
         if rule is None:
             try:
-                table, _ = encode_factors(clinical, [column], where)
+                table, _ = encode_factors(clinical, [column], where, FACTORS_KEY)
             except InputError as err:
                 raise InputError(
                     err.what,
                     err.problem,
-                    "give a threshold or a list of levels for it in hcc.analysis.clinical_factors",
+                    f"give a threshold or a list of levels for it in {FACTORS_KEY}",
                 ) from None
             out.update({c: table[c] for c in table.columns})
         elif isinstance(rule, list | tuple):
@@ -131,49 +133,15 @@ class HCCCohortResult:
     exclusions: pd.DataFrame
 
 
-def _multivariate(data: pd.DataFrame, terms: Sequence[str], s: HCCSettings) -> pd.DataFrame:
-    """Cox model of ``terms`` on complete rows; constant terms are noted and left out."""
-    d = data.dropna(subset=list(terms))
-    constant = [t for t in terms if d[t].nunique() < 2]
-    use = [t for t in terms if t not in constant]
-    notes = pd.DataFrame({"term": constant, "note": "constant in this cohort; left out"})
-    try:
-        fit = coxph(d, s.time, s.event, use, with_concordance=False) if use else None
-    except (np.linalg.LinAlgError, InputError) as err:
-        note = getattr(err, "problem", "singular fit (a group without events?)")
-        return pd.concat([notes, pd.DataFrame({"term": use, "note": note})], ignore_index=True)
-    if fit is None:
-        return notes
-    table = fit.summary.assign(n=fit.n, events=fit.n_events, note="")
-    return pd.concat([table, notes], ignore_index=True)
-
-
-def _univariate(
-    data: pd.DataFrame, terms: Sequence[str], cs: CRLMSettings, kind: str
-) -> pd.DataFrame:
-    """Univariate Cox per term; a term constant in the cohort gets a row with a note."""
-    varying = [t for t in terms if data[t].dropna().nunique() > 1]
-    table = univariate(data, varying, cs, kind)
-    notes = pd.DataFrame(
-        {"kind": kind, "term": [t for t in terms if t not in varying], "note": "constant"}
-    )
-    return pd.concat([table, notes], ignore_index=True) if len(notes) else table
-
-
 def _roc(data: pd.DataFrame, markers: Sequence[str], s: HCCSettings) -> tuple[pd.DataFrame, list]:
     """Time-dependent AUC of every marker at the ``auc_years`` within follow-up."""
-    t = data[s.time].to_numpy(float)
-    e = data[s.event].to_numpy(float)
-    times = [12.0 * y for y in s.auc_years if 12.0 * y < t.max()]
-    if not times or e.sum() == 0:
+    times, _ = split_times([12.0 * y for y in s.auc_years], data[s.time].to_numpy(float))
+    if not times or data[s.event].sum() == 0:
         return pd.DataFrame(columns=["marker", "time", "auc", "se", "note"]), []
-    curves, rows = [], []
-    for m in markers:
-        d = data.dropna(subset=[m])
-        r = time_roc(d[s.time], d[s.event], d[m], times, name=m)
-        curves.append(r)
-        rows.append(r.summary.assign(years=np.asarray(r.times) / 12.0, n=len(d), note=""))
-    return pd.concat(rows, ignore_index=True), curves
+    res = marker_roc(data, s.outcome, {m: m for m in markers}, times)
+    table = auc_table(res)
+    table.insert(table.columns.get_loc("n"), "years", table["time"] / 12.0)
+    return table, list(res.values())
 
 
 def analyse_cohort(
@@ -198,15 +166,18 @@ def analyse_cohort(
         )
     design, factors = derive_factors(data, s.clinical_factors, where)
     data = pd.concat([data.drop(columns=[c for c in factors if c in data]), design], axis=1)
-    cs = s.crlm()
-    km = group_survival(data, "mil_group", list(GROUPS), cs, cohort=name, analysis="mil")
+    km = group_survival(
+        data, s.outcome, "mil_group", list(GROUPS), s.survival_at, cohort=name, analysis="mil"
+    )
     uni = pd.concat(
-        [_univariate(data, ["mil_score", "mil_high"], cs, "mil"),
-         _univariate(data, factors, cs, "clinical")],
+        [univariate_table(data, s.outcome, ["mil_score", "mil_high"], "mil"),
+         univariate_table(data, s.outcome, factors, "clinical")],
         ignore_index=True,
     )  # fmt: skip
     uni.insert(0, "cohort", name)
-    multi = _multivariate(data, ["mil_high", *factors], s)
+    multi = multivariate_cox(data, s.outcome, ["mil_high", *factors]).table(
+        "constant in this cohort; left out"
+    )
     multi.insert(0, "cohort", name)
     roc, curves = _roc(data, ["mil_score", *factors], s)
     roc.insert(0, "cohort", name)
@@ -217,7 +188,14 @@ def analyse_cohort(
             label = f"{f} = {level:g}"
             strata.append(
                 group_survival(
-                    sub, "mil_group", list(GROUPS), cs, cohort=name, analysis="mil", subset=label
+                    sub,
+                    s.outcome,
+                    "mil_group",
+                    list(GROUPS),
+                    s.survival_at,
+                    cohort=name,
+                    analysis="mil",
+                    subset=label,
                 )
             )
     return HCCCohortResult(name, data, factors, km, uni, multi, roc, curves, strata, excl)

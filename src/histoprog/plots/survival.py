@@ -60,7 +60,7 @@ def km_axes(
         ax: Axes of the curves.
         ax_risk: Axes below for the numbers-at-risk table, or None.
         curves: label -> KM curve (the legend uses each curve's own label).
-        tests: rows of :func:`histoprog.analysis.crlm.group_survival` ``tests``; the log-rank
+        tests: rows of :func:`histoprog.analysis.groups.group_survival` ``tests``; the log-rank
             p (overall or two-group) and HR (two groups) are written on the plot.
         title: Axes title.
         risk_step: months between numbers-at-risk columns.

@@ -14,7 +14,8 @@ Mirrors of R:
 * :func:`concordance` -> ``survival::concordance(fit)`` point estimate and pair counts
   (Harrell's C; ties in the score count 1/2, pairs tied on an event time are not
   comparable). Its standard error (R's infinitesimal jackknife) is not computed.
-* :func:`cox_univariate` -> one ``coxph`` per covariate, the table the analyses report.
+* :func:`cox_univariate` -> one ``coxph`` per covariate: the univariate table of every
+  analysis (constant covariates and singular fits noted, not raised).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from histoprog.survival._data import check_survival_data
 Ties = Literal["efron", "breslow"]
 
 __all__ = [
+    "SINGULAR",
+    "UNIVARIATE_COLUMNS",
     "Concordance",
     "CoxResult",
     "concordance",
@@ -457,6 +460,26 @@ def coxph(
     )
 
 
+SINGULAR = "the fit has a singular information matrix (a group without events?)"
+"""Note of a model whose fit failed on a singular information matrix."""
+
+UNIVARIATE_COLUMNS: tuple[str, ...] = (
+    "term",
+    "n",
+    "events",
+    "coef",
+    "se",
+    "z",
+    "hr",
+    "hr_lower",
+    "hr_upper",
+    "p_wald",
+    "p_lrt",
+    "note",
+)
+"""Columns of :func:`cox_univariate`."""
+
+
 def cox_univariate(
     data: pd.DataFrame,
     time: str,
@@ -464,24 +487,31 @@ def cox_univariate(
     covariates: Sequence[str],
     **kwargs: object,
 ) -> pd.DataFrame:
-    """One Cox model per covariate; rows: term, n, events, coef, se, hr (CI), p_wald, p_lrt.
+    """One Cox model per covariate: the univariate table every analysis reports.
 
-    Keyword arguments go to :func:`coxph`.
+    A covariate constant in ``data`` (missing values aside) is not fitted: it gets a row
+    with the note ``constant``, after the fitted ones. A singular fit gets NaN values and
+    the note :data:`SINGULAR`. Keyword arguments go to :func:`coxph`.
+
+    Returns:
+        Rows (:data:`UNIVARIATE_COLUMNS`): term, n, events, coef, se, z, hr, hr_lower,
+        hr_upper, p_wald, p_lrt (likelihood-ratio test), note.
     """
     rows = []
+    constant = []
     for c in covariates:
-        fit = coxph(data, time, event, [c], **kwargs)  # type: ignore[arg-type]
-        row = fit.summary.iloc[0].to_dict()
-        row.update(
-            n=fit.n,
-            events=fit.n_events,
-            lr_stat=fit.lr_stat,
-            p_score=fit.score_p,
-            loglik=fit.loglik,
-            concordance=fit.concordance.c if fit.concordance else np.nan,
+        if data[c].dropna().nunique() < 2:
+            constant.append({"term": c, "note": "constant"})
+            continue
+        try:
+            fit = coxph(data, time, event, [c], **kwargs)  # type: ignore[arg-type]
+        except np.linalg.LinAlgError:
+            rows.append({"term": c, "note": SINGULAR})
+            continue
+        rows.append(
+            {**fit.summary.iloc[0].to_dict(), "n": fit.n, "events": fit.n_events, "note": ""}
         )
-        rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows + constant).reindex(columns=list(UNIVARIATE_COLUMNS))
 
 
 def concordance(
