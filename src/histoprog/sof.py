@@ -6,7 +6,7 @@ Everything in this module except :func:`fit_infiltration_thresholds` is pure num
 and vectorised (no Python loop over tiles), so a 300 x 300 grid takes milliseconds.
 
 Follows the CRLM-SPA paper (STAR methods, "Spatial organization features"), with the
-choices it leaves open resolved in METHODS.md section 4:
+choices it leaves open resolved in docs/methods.md section 4:
 
 * overall_C = n_C / N over the tissue classes I = {TUM, STR, LYM, HEP, MUC, DEB}
   (N = number of tissue tiles; BACK and "no tile" cells are not tissue);

@@ -67,7 +67,7 @@ rule sof:
 
 
 rule sof_table:
-    """The cohort's sof.tsv: one row per slide, SOFs then QC columns (DESIGN contract)."""
+    """The cohort's sof.tsv: one row per slide, SOFs then QC columns (contract in results/README.md)."""
     input:
         every_slide("sof.json"),
     output:

@@ -1,6 +1,6 @@
 """Feature tables (``sof.tsv`` or a user's per-patient table) joined with clinical tables.
 
-* :func:`sof_table` assembles a cohort's ``sof.tsv`` (contract in DESIGN.md) from the
+* :func:`sof_table` assembles a cohort's ``sof.tsv`` (contract in results/README.md) from the
   per-slide records written by ``histoprog sof``.
 * :func:`read_clinical` and :func:`read_features` read and check the two tables; every
   problem is an :class:`~histoprog.errors.InputError` naming the file, column and patients.

@@ -14,7 +14,7 @@ calls it (maxstat 0.7-25, exactRankTests' ``cscores.Surv``):
 * the cutpoint is the largest ``x`` of the low group at the first maximum; the low group is
   ``x <= cutpoint``, high is ``x > cutpoint``.
 
-``p_lau94`` is ``pmethod = "Lau94"`` (Lausen & Schumacher 1994's improved Bonferroni
+``p_lau94`` is ``pmethod = "Lau94"`` (Lausen, Sauerbrei & Schumacher 1994's improved Bonferroni
 bound over the same candidate set). Missing values of ``x`` are dropped (R's
 ``na.omit``), and the number used is reported.
 """
