@@ -34,6 +34,10 @@ include: "workflow/rules/report.smk"
 include: "workflow/rules/hcc.smk"
 
 
+onsuccess:
+    report_failed_slides()
+
+
 # What `snakemake` makes by default: for CRLM cohorts the slide status table, the tissue
 # models, class grids, sof.tsv and, when a discovery cohort exists, the CRLM survival
 # analysis (results/analysis/crlm/); for HCC cohorts mil.tsv (which lists failed slides

@@ -63,6 +63,7 @@ def make_cohort(work: Path, n: int) -> None:
     )
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     config["cohorts"] = "cohorts.tsv"
+    config["crlm"]["clinical_factors"] = []  # the clinical table has only the outcome
     (work / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 
 

@@ -61,16 +61,6 @@ def test_cohort_sheet_defaults_and_errors(tmp_path):
         sheets.load_cohorts(nothing, SCHEMAS / "cohorts.schema.yaml")
 
 
-def test_clinical_missing_outcome_column(tmp_path):
-    path = write(tmp_path / "clin.tsv", "patient_id\tos_months\nP1\t12\n")
-    with pytest.raises(
-        InputError,
-        match=r"clinical table .*clin.tsv.*missing required column\(s\) 'os_event'"
-        r".*clinical.<pipeline>",
-    ):
-        sheets.check_clinical(path, ["os_months", "os_event"], SCHEMAS / "clinical.schema.yaml")
-
-
 def test_missing_sheet_file(tmp_path):
     with pytest.raises(InputError, match=r"cohort sheet .*nope.tsv.*does not exist"):
         sheets.load_cohorts(tmp_path / "nope.tsv", SCHEMAS / "cohorts.schema.yaml")

@@ -125,6 +125,7 @@ def _tiny_cohort(work: Path) -> None:
     paths = {slide: SHARED / "slides" / name for slide, name in SLIDES.items()}
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     config["cohorts"] = "cohorts.tsv"
+    config["crlm"]["clinical_factors"] = []  # the clinical table has only the outcome
     (work / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     (work / "cohorts.tsv").write_text(
         "cohort\tpipeline\trole\tslides\tclinical\ntiny\tcrlm\tdiscovery\tslides.tsv\tclinical.tsv\n"

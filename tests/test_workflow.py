@@ -21,6 +21,7 @@ from workflow_helpers import (
     write_blank_slide,
     write_cohort_sheet,
     write_config,
+    write_dark_slide,
 )
 
 pytestmark = pytest.mark.workflow
@@ -42,8 +43,15 @@ def bad_cohort_run(tmp_path_factory):
         bad_slides=BAD,
     )
     table = pd.read_csv(data / "slides.tsv", sep="\t", dtype=str)
-    extra = [{"slide_id": "blank", "patient_id": "Pblank", "path": "blank.tiff"}]
+    extra = [
+        {"slide_id": "blank", "patient_id": "Pblank", "path": "blank.tiff"},
+        {"slide_id": "dark", "patient_id": "Pdark", "path": "dark.tiff"},
+        # the file records 0.5 um/px (20x); the sheet's 0.25 contradicts it
+        {"slide_id": "mpp_contradicts", "patient_id": "Pmpp", "path": table["path"].iloc[0],
+         "mpp": "0.25"},
+    ]  # fmt: skip
     write_blank_slide(data / "blank.tiff")
+    write_dark_slide(data / "dark.tiff")
     for name in ("unopenable.tiff", "unreadable.svs"):
         if (SHARED / "slides" / name).exists():
             extra.append(
@@ -74,6 +82,8 @@ def test_bad_slides_are_recorded_and_others_finish(bad_cohort_run):
         ids[3]: "OpenSlide cannot open it",
         ids[4]: "does not exist",
         "blank": "no tissue tile found",
+        "dark": "dark background as in fluorescence",
+        "mpp_contradicts": "the slide table gives mpp 0.25 but the file records 0.5",
     }
     if "unopenable" in status.index:
         expected_failed |= {"unopenable": "cannot open", "unreadable": "cannot decode"}
@@ -97,6 +107,28 @@ def test_bad_slides_are_recorded_and_others_finish(bad_cohort_run):
         for s in ok
     }
     assert sources[ids[5]] == "sheet" and sources[ids[6]] == "objective_power"
+
+
+def test_end_of_run_names_the_failed_slides(bad_cohort_run):
+    work, _, result = bad_cohort_run
+    assert result.returncode == 0
+    said = result.stderr + result.stdout
+    status = pd.read_csv(work / "results/mix/slide_status.tsv", sep="\t")
+    n_failed = int((status["status"] == "failed").sum())
+    assert f"cohort 'mix': {n_failed} of {len(status)} slides failed" in said, said[-3000:]
+    assert "results/mix/slide_status.tsv" in said
+
+
+def test_failed_slides_fail_the_run_when_the_config_says_so(bad_cohort_run):
+    work, _, _ = bad_cohort_run
+    write_config(work, slides={"allow_unusual_mpp": False, "fail_run_on_failed_slides": True})
+    result = snakemake(
+        work, "--cores", "1", "--forcerun", "slide_status", "results/mix/slide_status.tsv",
+        check=False,
+    )  # fmt: skip
+    write_config(work)
+    assert result.returncode != 0
+    assert "slides.fail_run_on_failed_slides is true" in result.stderr + result.stdout
 
 
 def test_tile_table_matches_planted_grid(bad_cohort_run):
@@ -222,7 +254,9 @@ def test_lint_and_default_dry_run_lists_every_demo_slide():
             counts[parts[0]] = int(parts[1])
     cohorts = pd.read_csv(ROOT / "config/cohorts.tsv", sep="\t")
     slides = {
-        pipeline: sum(len(pd.read_csv(ROOT / sheet, sep="\t")) for sheet in group["slides"])
+        pipeline: sum(
+            len(pd.read_csv(ROOT / "config" / sheet, sep="\t")) for sheet in group["slides"]
+        )
         for pipeline, group in cohorts.groupby("pipeline")
     }
     assert counts.get("tile") == slides["crlm"] + slides["hcc"], counts

@@ -113,6 +113,22 @@ class BlankSource:
             yield np.full((tile, tile, 3), 242, dtype=np.uint8)
 
 
+class DarkSource(BlankSource):
+    """A fluorescence-like slide: dark background with bright blue nuclei (DAPI)."""
+
+    def iter_tiles(self, level: int, tile: int) -> Iterator[np.ndarray]:
+        yy, xx = np.mgrid[:tile, :tile]
+        tile_rgb = np.full((tile, tile, 3), 8, dtype=np.uint8)
+        tile_rgb[(yy % 32 - 16) ** 2 + (xx % 32 - 16) ** 2 < 36] = (40, 60, 220)
+        for _ in super().iter_tiles(level, tile):
+            yield tile_rgb
+
+
+def write_dark_slide(path: Path) -> Path:
+    """A generic TIFF with resolution whose pixels look like fluorescence."""
+    return write_slide(path, DarkSource(), fmt="tiff", mpp=0.5, magnification=None)
+
+
 def write_blank_slide(path: Path) -> Path:
     """A generic TIFF with resolution but no tissue."""
     return write_slide(path, BlankSource(), fmt="tiff", mpp=0.5, magnification=None)

@@ -233,24 +233,6 @@ def _sheet_mpp(value: object, where: str) -> float:
     return float("nan") if number is None else number
 
 
-def check_clinical(
-    path: str | os.PathLike[str], required: Sequence[str], schema: str | os.PathLike[str]
-) -> pd.DataFrame:
-    """Read a clinical table and check that ``patient_id`` and the outcome columns exist."""
-    where = f"clinical table '{path}'"
-    table = read_table(path, "clinical table")
-    require_columns(
-        table,
-        ["patient_id", *required],
-        where,
-        "add the column, or name the table's outcome columns in config.yaml under "
-        "clinical.<pipeline>.time / .event",
-    )
-    validate_table(table, schema, where)
-    require_unique(table, "patient_id", where)
-    return table
-
-
 def load_clinical(
     path: str | os.PathLike[str],
     schema: str | os.PathLike[str],

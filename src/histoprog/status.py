@@ -84,3 +84,40 @@ def _wrap(text: str, width: int) -> str:
     import textwrap
 
     return "\n".join(textwrap.wrap(text, width))
+
+
+def failure_summary(tables: Mapping[str, str | Path], examples: int = 3) -> tuple[list[str], int]:
+    """What the end of a run says about failed slides, per cohort.
+
+    Args:
+        tables: per cohort, its table with ``slide_id``, ``status`` and ``reason`` columns
+            (``slide_status.tsv``, or an HCC cohort's ``mil.tsv``); tables not yet written
+            (a run that stopped early or made other targets) are skipped.
+        examples: how many failed slides to name per cohort.
+
+    Returns:
+        One line per cohort with failed slides (count, the first ``examples`` slides and
+        reasons, the table's path), and the number of failed slides in all.
+    """
+    lines: list[str] = []
+    total = 0
+    for cohort, path in tables.items():
+        if not Path(path).is_file():
+            continue
+        table = pd.read_csv(path, sep="\t", dtype={"slide_id": str}, keep_default_na=False)
+        failed = table[table["status"] == FAILED]
+        if failed.empty:
+            continue
+        total += len(failed)
+        shown = "; ".join(
+            f"{slide}: {reason}"
+            for slide, reason in failed[["slide_id", "reason"]]
+            .head(examples)
+            .itertuples(index=False)
+        )
+        more = f"; and {len(failed) - examples} more" if len(failed) > examples else ""
+        lines.append(
+            f"cohort '{cohort}': {len(failed)} of {len(table)} slides failed ({shown}{more}); "
+            f"every slide's status is in {path}"
+        )
+    return lines, total

@@ -5,6 +5,7 @@
 import os
 from pathlib import Path
 
+from snakemake.logging import logger
 from snakemake.utils import validate
 
 from histoprog import sheets
@@ -16,27 +17,46 @@ validate(config, SCHEMAS / "config.schema.yaml", set_default=True)
 
 
 def _load_sheets():
-    """Cohort sheet and slide tables, validated; bad input stops here with a clear message."""
+    """Cohort sheet, slide tables and clinical values, checked; bad input stops here."""
     try:
         cohort_table = sheets.load_cohorts(
             config["cohorts"], SCHEMAS / "cohorts.schema.yaml"
         )
         slide_tables = {
-            name: sheets.load_slides(row["slides"], SCHEMAS / "slides.schema.yaml")
+            name: sheets.load_slides(
+                row["slides"],
+                SCHEMAS / "slides.schema.yaml",
+                allow_unusual_mpp=config["slides"]["allow_unusual_mpp"],
+            )
             for name, row in cohort_table.iterrows()
             if row["slides"]
         }
         for name, row in cohort_table.iterrows():
             if Path(row["clinical"]).is_file():
-                outcome = config["clinical"][row["pipeline"]]
-                sheets.check_clinical(
-                    row["clinical"],
-                    [outcome["time"], outcome["event"]],
-                    SCHEMAS / "clinical.schema.yaml",
+                _report_missing(
+                    name,
+                    sheets.load_clinical(
+                        row["clinical"],
+                        SCHEMAS / "clinical.schema.yaml",
+                        config,
+                        row["pipeline"],
+                        row["role"],
+                    ).missing,
                 )
     except InputError as err:
         raise WorkflowError(str(err)) from None
     return cohort_table, slide_tables
+
+
+def _report_missing(cohort, missing):
+    """Say at start which patients lack values the analysis will leave them out for."""
+    if not missing.empty:
+        logger.warning(
+            f"cohort '{cohort}': {len(missing)} patient(s) lack clinical values "
+            f"(e.g. {missing['patient_id'].iloc[0]}: {missing['reason'].iloc[0]}); the "
+            "analysis leaves them out of the steps that need them and lists them in "
+            "exclusions.tsv"
+        )
 
 
 COHORTS, SLIDES = _load_sheets()

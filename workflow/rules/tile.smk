@@ -1,3 +1,14 @@
+# the overrides of the tile stage's resolution and brightfield checks (config/README.md)
+TILE_CHECK_FLAGS = " ".join(
+    flag
+    for flag, on in (
+        ("--allow-unusual-mpp", config["slides"]["allow_unusual_mpp"]),
+        ("--allow-non-he", config["tile"]["allow_non_he"]),
+    )
+    if on
+)
+
+
 rule tile:
     """Tissue mask, tile grid and tile table of one slide (METHODS 1)."""
     input:
@@ -24,8 +35,11 @@ rule tile:
         tol=config["tile"]["mpp_tolerance"],
         lowres=config["tile"]["lowres_mpp"],
         blank=config["tile"]["blank"],
+        written=lambda wc: slide_row(wc)["path_as_written"],
+        checks=TILE_CHECK_FLAGS,
     shell:
         "python -m histoprog tile --slide {params.slide:q} --slide-id {wildcards.slide} "
+        "--path-as-written {params.written:q} {params.checks} "
         "{params.sheet_mpp} --target-mpp {params.mpp} --tile-px {params.px} "
         "--mpp-tolerance {params.tol} --lowres-mpp {params.lowres} "
         "--saturation-max {params.blank[saturation_max]} "

@@ -26,7 +26,8 @@ TISSUE_STAIN_ARGS = (
     f"--stain {TISSUE['patch_stain']} --alpha {config['stain']['alpha']} "
     f"--beta {config['stain']['beta']} --io {config['stain']['io']} {STAIN_TARGET_ARG}"
 ).rstrip()
-# both models, evaluations of stages with a test folder, class grids of all CRLM slides
+# when a CRLM cohort has slides: both models, evaluations of stages with a test folder
+# and the class grids of its slides (a features-only run trains nothing)
 TISSUE_TARGETS = (
     [f"results/models/tissue_{stage}.pt" for stage in TISSUE_STAGES]
     + [
@@ -34,8 +35,9 @@ TISSUE_TARGETS = (
         for stage in TISSUE_STAGES
         if TISSUE["test_patches"].get(stage)
     ]
-    + slide_outputs(slide_cohorts("crlm"), "class_counts.json")
-)
+    if slide_cohorts("crlm")
+    else []
+) + slide_outputs(slide_cohorts("crlm"), "class_counts.json")
 
 
 wildcard_constraints:

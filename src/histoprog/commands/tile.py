@@ -10,9 +10,11 @@ from pathlib import Path
 import pandas as pd
 
 from histoprog import slides, tiling
+from histoprog.brightfield import check_brightfield
 from histoprog.cli_options import add_outputs, add_slide_options
 from histoprog.errors import SlideError
 from histoprog.io import write_tsv
+from histoprog.resolution import check_slide_mpp
 from histoprog.stage import SlideStage, StageResult, save_picture
 
 log = logging.getLogger("histoprog.tile")
@@ -23,6 +25,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("tile", help="tile one slide (tile table + tissue-mask QC)")
     add_slide_options(parser)
     parser.add_argument("--sheet-mpp", type=float, default=None, help="mpp from the slide table")
+    parser.add_argument(
+        "--path-as-written", default=None, help="the slide table's path text (for messages)"
+    )
+    parser.add_argument(
+        "--allow-unusual-mpp",
+        action="store_true",
+        help="accept an implausible mpp or one contradicting the slide table",
+    )
+    parser.add_argument(
+        "--allow-non-he", action="store_true", help="tile a slide the H&E check rejects"
+    )
     parser.add_argument("--target-mpp", type=float, default=0.5)
     parser.add_argument("--tile-px", type=int, default=224)
     parser.add_argument("--mpp-tolerance", type=float, default=0.01)
@@ -66,6 +79,8 @@ def run(args: argparse.Namespace) -> None:
         "lowres_mpp": args.lowres_mpp,
         "blank": blank.to_dict(),
         "sheet_mpp": args.sheet_mpp,
+        "allow_unusual_mpp": args.allow_unusual_mpp,
+        "allow_non_he": args.allow_non_he,
     }
     log.info("slide %s: tiling %s (%d px tiles at %g um/px)", args.slide_id, args.slide,
              args.tile_px, args.target_mpp)  # fmt: skip
@@ -79,14 +94,16 @@ def run(args: argparse.Namespace) -> None:
 
 def tile_slide(args: argparse.Namespace, blank: tiling.BlankParams) -> StageResult:
     """Open, plan, mask and grid one slide; raise `SlideError` for slide-level problems."""
-    slide = slides.open_slide(args.slide, args.slide_id)
+    slide = slides.open_slide(args.slide, args.slide_id, args.path_as_written)
     try:
         info = slides.slide_info(slide, Path(args.slide), args.slide_id, args.sheet_mpp)
+        check_slide_mpp(info, args.sheet_mpp, args.slide_id, allow_unusual=args.allow_unusual_mpp)
         plan = slides.plan_read(info, args.target_mpp, args.tile_px, args.mpp_tolerance)
         grid = tiling.tile_grid(info, plan)
         rgb, transparent, scale = slides.read_low_resolution(slide, info, args.lowres_mpp)
     finally:
         slide.close()
+    colours = check_brightfield(rgb, transparent, args.slide_id, allow=args.allow_non_he)
     tissue = ~tiling.blank_mask(rgb, transparent, blank)
     fractions = tiling.tissue_fractions(tissue, grid, scale)
     table = tiling.tile_table(grid, fractions, blank)
@@ -104,6 +121,7 @@ def tile_slide(args: argparse.Namespace, blank: tiling.BlankParams) -> StageResu
         "read": plan.to_dict(),
         "grid": grid.to_dict(),
         "lowres_scale": scale,
+        "brightfield": colours.to_dict(),
         "n_grid_tiles": grid.rows * grid.cols,
         "n_tiles": len(table),
     }
