@@ -28,6 +28,14 @@ def test_summary_names_failed_slides_per_cohort(tmp_path):
     assert "S4" not in lines[0]
 
 
+def test_summary_shortens_reasons_to_the_problem(tmp_path):
+    long = "slide 'S1': it is broken" + " badly" * 40 + ". Fix: re-copy it"
+    table = write(tmp_path / "t.tsv", [("S1", "failed", long)])
+    (line,), _ = failure_summary({"t": table})
+    assert "Fix:" not in line and "re-copy" not in line
+    assert "S1: slide 'S1': it is broken badly" in line and "..." in line
+
+
 def test_summary_is_empty_when_nothing_failed(tmp_path):
     ok = write(tmp_path / "ok.tsv", [("S1", "ok", "")])
     assert failure_summary({"x": ok}) == ([], 0)

@@ -123,7 +123,7 @@ def test_failed_slides_fail_the_run_when_the_config_says_so(bad_cohort_run):
     work, _, _ = bad_cohort_run
     write_config(work, slides={"allow_unusual_mpp": False, "fail_run_on_failed_slides": True})
     result = snakemake(
-        work, "--cores", "1", "--forcerun", "slide_status", "results/mix/slide_status.tsv",
+        work, "--cores", "1", "results/mix/slide_status.tsv", "--forcerun", "slide_status",
         check=False,
     )  # fmt: skip
     write_config(work)

@@ -110,7 +110,7 @@ def failure_summary(tables: Mapping[str, str | Path], examples: int = 3) -> tupl
             continue
         total += len(failed)
         shown = "; ".join(
-            f"{slide}: {reason}"
+            f"{slide}: {_short(reason)}"
             for slide, reason in failed[["slide_id", "reason"]]
             .head(examples)
             .itertuples(index=False)
@@ -121,3 +121,9 @@ def failure_summary(tables: Mapping[str, str | Path], examples: int = 3) -> tupl
             f"every slide's status is in {path}"
         )
     return lines, total
+
+
+def _short(reason: str, limit: int = 160) -> str:
+    """A failure reason without its fix, cut to ``limit`` characters (the table has it all)."""
+    problem = reason.split(" Fix: ")[0]
+    return problem if len(problem) <= limit else problem[: limit - 3] + "..."
