@@ -22,7 +22,7 @@ from histoprog.classes import CLASSES
 from histoprog.cli import main
 from histoprog.models import build_tissue_classifier, save_checkpoint
 from histoprog.plots.colours import class_colour
-from histoprog.plots.overlay import HEADER_PX, class_overlay
+from histoprog.plots.overlay import LEGEND_PX, class_overlay, header_px
 from histoprog.stain import TORCHSTAIN_BACKGROUND_INTENSITY, MacenkoNormalizer
 from histoprog.train import normalisation_record
 
@@ -104,7 +104,7 @@ def classify(d: Path, out: Path, *extra: str, model: Path | None = None, stain: 
 
 
 def test_outputs_grid_and_overlay(slide_dir: Path, tmp_path: Path) -> None:
-    assert classify(slide_dir, tmp_path, "--workers", "1") == 0
+    assert classify(slide_dir, tmp_path, "--workers", "1", "--thumbnail-px", "700") == 0
     tiles = pd.read_csv(slide_dir / "tiles.tsv", sep="\t")
     meta = json.loads((slide_dir / "tiles.json").read_text())
     table = pd.read_csv(tmp_path / "classes.tsv", sep="\t")
@@ -133,7 +133,11 @@ def test_outputs_grid_and_overlay(slide_dir: Path, tmp_path: Path) -> None:
     assert params["model_sha256"] == counts["model"]["sha256"]
     assert "torch" in counts["provenance"]["versions"]
     with Image.open(tmp_path / "overlay.png") as overlay:
-        assert overlay.mode == "RGB" and min(overlay.size) > 300
+        assert overlay.mode == "RGB"
+        width, height = overlay.size
+    # the slide image (left of the legend, below the one-line title) has a long side of
+    # --thumbnail-px, although the 3-level slide has no level at that resolution
+    assert max(width - LEGEND_PX, height - header_px(1)) == 700
 
 
 def test_overlay_tiles_carry_their_class_colour() -> None:
@@ -141,13 +145,13 @@ def test_overlay_tiles_carry_their_class_colour() -> None:
     thumb = np.full((40, 60, 3), 200, dtype=np.uint8)  # level 0: x 1000..1600, y 500..900
     grid = np.array([[0, -1, 6], [3, 2, -1]], dtype=np.int8)  # 200 px tiles from (1100, 500)
     counts = {c: int((grid == i).sum()) for i, c in enumerate(CLASSES)}
+    zoom = 9  # the 60 px thumbnail is enlarged to a long side of 540 px
     image = class_overlay(
-        thumb, (1000, 500), 10.0, grid, (1100, 500), 200, CLASSES, counts, "slide s: 5 tiles"
+        thumb, (1000, 500), 10.0, grid, (1100, 500), 200, CLASSES, counts, "slide s: 5 tiles", 540
     )
     assert isinstance(image, Image.Image) and image.mode == "RGB"
     pixels = np.asarray(image).astype(int)
-    zoom = 512 // 60 + 1  # the 60 px thumbnail is enlarged to a long side of at least 512
-    top = HEADER_PX
+    top = header_px(1)
 
     def at(x: float, y: float) -> np.ndarray:  # the overlay pixel at a level-0 point
         return pixels[top + int((y - 500) / 10 * zoom), int((x - 1000) / 10 * zoom)]
@@ -160,7 +164,7 @@ def test_overlay_tiles_carry_their_class_colour() -> None:
         colour = np.array(ImageColor.getrgb(class_colour(CLASSES[code], int(code))))
         assert np.abs(at(x, y) - (0.55 * 200 + 0.45 * colour)).max() <= 1, CLASSES[code]
     assert (at(1050, 600) == 200).all()  # left of the grid: the thumbnail as it is
-    assert image.size[1] >= top + 40 * zoom and image.size[0] > 60 * zoom
+    assert image.size == (60 * zoom + LEGEND_PX, top + 40 * zoom)
 
 
 def test_classify_imports_neither_matplotlib_nor_sklearn() -> None:

@@ -14,9 +14,11 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
+from histoprog.plots import pil_text
 from histoprog.slides import ReadPlan, SlideInfo
 
 TILE_COLUMNS = ("row", "col", "x", "y", "tissue_fraction")
+MIN_OUTLINED_TILE_PX = 6
 
 
 @dataclass(frozen=True)
@@ -129,31 +131,61 @@ def mask_thumbnail(
     grid: TileGrid,
     scale: float,
     table: pd.DataFrame,
-    max_px: int = 512,
+    max_px: int = 800,
 ) -> Image.Image:
     """QC image: the low-resolution view (left); blank pixels blue, kept tiles green (right).
 
-    Drawn with PIL (no matplotlib: this runs once per slide and should cost milliseconds);
-    the view is subsampled to at most ``max_px`` on its long side.
+    Drawn with PIL (no matplotlib: this runs once per slide and should cost milliseconds).
+    Each panel's long side is between ``max_px`` / 2 and ``max_px``: a large view is
+    subsampled, a small one enlarged by an integer factor. Kept tiles are tinted green and
+    outlined, and grey lines mark the tile grid, when a tile spans at least
+    :data:`MIN_OUTLINED_TILE_PX` pixels.
     """
-    step = max(1, -(-max(tissue.shape) // max_px))
-    view, tissue = rgb[::step, ::step], tissue[::step, ::step]
+    long_side = max(tissue.shape)
+    step = max(1, -(-long_side // max_px))
+    zoom = max(1, max_px // long_side)
+    view = rgb[::step, ::step].repeat(zoom, axis=0).repeat(zoom, axis=1)
+    tissue = tissue[::step, ::step].repeat(zoom, axis=0).repeat(zoom, axis=1)
     height, width = tissue.shape
     kept = np.zeros((grid.rows, grid.cols), dtype=bool)
     kept[table["row"].to_numpy(), table["col"].to_numpy()] = True
-    tile_px = grid.step / (scale * step)
+    tile_px = grid.step * zoom / (scale * step)
     rows = np.minimum((np.arange(height) / tile_px).astype(int), grid.rows)
     cols = np.minimum((np.arange(width) / tile_px).astype(int), grid.cols)
     padded = np.pad(kept, ((0, 1), (0, 1)))  # pixels past the last whole tile: not kept
     kept_px = padded[rows[:, None], cols[None, :]]
     shaded = view.astype(np.float32)
     shaded[~tissue] = shaded[~tissue] * 0.35 + np.array([50, 100, 255]) * 0.65
-    shaded[kept_px] = shaded[kept_px] * 0.85 + np.array([0, 200, 80]) * 0.15
-    header = 28
-    canvas = Image.new("RGB", (2 * width + 10, height + header), "white")
+    shaded[kept_px] = shaded[kept_px] * 0.55 + np.array([0, 200, 80]) * 0.45
+    face = pil_text.font()
+    left = pil_text.wrap("low-resolution view", width - 8, face)
+    right = pil_text.wrap(
+        f"kept tiles (n = {len(table)}): green, outlined; blank pixels: blue; "
+        "grey grid: other tiles (dropped, too blank)",
+        width - 8,
+        face,
+    )
+    header = 8 + pil_text.LINE_PX * max(len(left), len(right))
+    gap = 12
+    canvas = Image.new("RGB", (2 * width + gap, height + header), "white")
     canvas.paste(Image.fromarray(view), (0, header))
-    canvas.paste(Image.fromarray(shaded.astype(np.uint8)), (width + 10, header))
+    panel = Image.fromarray(np.rint(shaded).astype(np.uint8))
+    if tile_px >= MIN_OUTLINED_TILE_PX:
+        _draw_tiles(ImageDraw.Draw(panel), kept, tile_px)
+    canvas.paste(panel, (width + gap, header))
     draw = ImageDraw.Draw(canvas)
-    draw.text((4, 8), "low-resolution view", fill="black")
-    draw.text((width + 14, 8), f"blank (blue), {len(table)} kept tiles (green)", fill="black")
+    pil_text.draw_lines(draw, (4, 4), left, face)
+    pil_text.draw_lines(draw, (width + gap + 4, 4), right, face)
     return canvas
+
+
+def _draw_tiles(draw: ImageDraw.ImageDraw, kept: np.ndarray, tile_px: float) -> None:
+    """Grey lines of the tile grid, then a dark green outline round each kept tile."""
+    rows, cols = kept.shape
+    for r in range(rows + 1):
+        draw.line([(0, r * tile_px), (cols * tile_px, r * tile_px)], fill=(150, 150, 150))
+    for c in range(cols + 1):
+        draw.line([(c * tile_px, 0), (c * tile_px, rows * tile_px)], fill=(150, 150, 150))
+    for r, c in zip(*np.nonzero(kept), strict=True):
+        box = (c * tile_px, r * tile_px, (c + 1) * tile_px, (r + 1) * tile_px)
+        draw.rectangle(box, outline=(0, 110, 40), width=2)

@@ -76,7 +76,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=0.05,
         help="the slide fails when more than this share of its tiles cannot be read",
     )
-    parser.add_argument("--thumbnail-px", type=int, default=1024, help="overlay long side")
+    parser.add_argument(
+        "--thumbnail-px", type=int, default=1024, help="overlay: the slide image's long side (px)"
+    )
     parser.add_argument("--force", action="store_true", help="recompute complete outputs")
     add_outputs(
         parser,
@@ -278,7 +280,9 @@ def _overlay(
     """The class grid over a thumbnail of the slide (PIL; no matplotlib in this stage)."""
     info = slides.SlideInfo(**tiles_meta["slide"])
     long_side_um = max(info.bounds[2], info.bounds[3]) * info.mpp
-    target_mpp = max(info.mpp, long_side_um / max(args.thumbnail_px, 16))
+    # read finer than the overlay (a level may be up to 1.25 x coarser than asked, and the
+    # reduction factor is rounded), then resize to exactly thumbnail_px
+    target_mpp = max(info.mpp, long_side_um / max(args.thumbnail_px, 16) / 1.5)
     slide = slides.open_slide(args.slide, args.slide_id)
     try:
         rgb, _, scale = slides.read_low_resolution(slide, info, target_mpp)
@@ -288,7 +292,16 @@ def _overlay(
     grid_origin = (g.get("origin_x", 0), g.get("origin_y", 0))
     title = f"slide {args.slide_id}: {sum(counts.values())} tiles classified"
     return class_overlay(
-        rgb, info.bounds[:2], scale, grid, grid_origin, g["step"], CLASSES, counts, title
+        rgb,
+        info.bounds[:2],
+        scale,
+        grid,
+        grid_origin,
+        g["step"],
+        CLASSES,
+        counts,
+        title,
+        long_side_px=args.thumbnail_px,
     )
 
 

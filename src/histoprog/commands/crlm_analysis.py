@@ -150,12 +150,16 @@ def write_outputs(result: CRLMResult, out: Path) -> None:
     by_key = {(g.cohort, g.analysis, g.subset): g for g in result.survival}
     for cohort in result.scored:
         risk = by_key[(cohort, "sof_risk_group", "all")]
+        scored = result.scored[cohort].table["patient_id"]
+        n_left, why = plots.left_out(result.tables["exclusions"], cohort, scored)
         save_figure(
             out / f"km_{cohort}.png",
             plots.km_figure(
                 risk.curves,
                 risk.tests,
-                f"{cohort}: SOF risk group (score >= {result.model.cutoff:.4f} = High)",
+                f"{cohort}: SOF risk group (score >= {result.model.cutoff:.3g} = High)",
+                n_total=len(scored) + n_left,
+                left_out=why,
             ),
             dpi=120,
         )

@@ -24,7 +24,13 @@ from histoprog.hcc.analysis import HCCCohortResult, HCCSettings, analyse_cohort,
 from histoprog.hcc.bags import Bag
 from histoprog.io import save_figure, write_tsv
 from histoprog.plots.hcc import tile_gallery
-from histoprog.plots.survival import forest_plot, km_figure, km_panels, time_roc_figure
+from histoprog.plots.survival import (
+    forest_plot,
+    km_figure,
+    km_panels,
+    left_out,
+    time_roc_figure,
+)
 from histoprog.sheets import read_table
 
 log = logging.getLogger("histoprog.hcc_analysis")
@@ -99,7 +105,10 @@ def gallery_figure(name: str, mil: pd.DataFrame, slide_dir: str, n: int) -> obje
 def write_cohort_figures(res: HCCCohortResult, out: Path, s: HCCSettings) -> None:
     """KM, forest, time-ROC and stratified KM figures of one cohort."""
     name = res.name
-    km = km_figure(res.km.curves, res.km.tests, f"{name}: RFS by MIL group", s.risk_step)
+    n_left, why = left_out(res.exclusions, name, res.data["patient_id"])
+    title = f"{name}: RFS by MIL group"
+    km = km_figure(res.km.curves, res.km.tests, title, s.risk_step,
+                   n_total=len(res.data) + n_left, left_out=why)  # fmt: skip
     save_figure(out / f"km_{name}.png", km, dpi=100)
     forest = forest_plot(res.multivariate, f"{name}: multivariate Cox of RFS")
     save_figure(out / f"forest_{name}.png", forest, dpi=100)

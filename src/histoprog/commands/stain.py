@@ -108,21 +108,24 @@ def fit_slide(args: argparse.Namespace, tiles_meta: dict[str, Any]) -> StageResu
 
 
 def qc_figure(slide_id: str, before: np.ndarray, after: np.ndarray, fit: str) -> Any:
-    """Sample tiles before (top row) and after (bottom row) normalisation."""
-    import matplotlib
+    """Sample tiles before (top row) and after (bottom row) normalisation.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    The row labels sit in the left margin (y-axis labels), clear of the tiles.
+    """
+    from matplotlib.figure import Figure
 
     n = len(before)
-    fig, axes = plt.subplots(2, n, figsize=(1.6 * n, 3.6), squeeze=False)
+    fig = Figure(figsize=(1.6 * n + 1.0, 3.8), layout="constrained")
+    axes = fig.subplots(2, n, squeeze=False)
     for i in range(n):
         axes[0, i].imshow(before[i])
         axes[1, i].imshow(after[i])
     for ax in axes.ravel():
-        ax.set_axis_off()
-    axes[0, 0].set_title("before", loc="left", fontsize=9)
-    axes[1, 0].set_title(f"after (Macenko, {fit} fit)", loc="left", fontsize=9)
-    fig.suptitle(f"slide {slide_id}", fontsize=10)
-    fig.tight_layout()
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+    axes[0, 0].set_ylabel("before", fontsize=9)
+    axes[1, 0].set_ylabel(f"after\n(Macenko,\n{fit} fit)", fontsize=9)
+    fig.suptitle(f"slide {slide_id}: sample tiles before and after stain normalisation", size=10)
     return fig

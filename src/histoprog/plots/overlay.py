@@ -11,13 +11,11 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from PIL import Image, ImageColor, ImageDraw
 
+from histoprog.plots import pil_text
 from histoprog.plots.colours import class_colour
 
-HEADER_PX = 24
-LEGEND_PX = 150
-SWATCH_PX = 12
-LINE_PX = 18
-MIN_LONG_SIDE_PX = 512
+LEGEND_PX = 180
+SWATCH_PX = 14
 
 
 def class_overlay(
@@ -30,6 +28,7 @@ def class_overlay(
     class_names: Sequence[str],
     counts: Mapping[str, int],
     title: str,
+    long_side_px: int = 1024,
     alpha: float = 0.45,
 ) -> Image.Image:
     """Slide thumbnail with the class grid blended over it, a title line and a legend.
@@ -43,18 +42,18 @@ def class_overlay(
         step: level-0 pixels per grid cell.
         class_names: grid value i = ``class_names[i]``.
         counts: tiles per class, shown in the legend.
-        title: the line above the image.
+        title: the text above the image (wrapped to the image width).
+        long_side_px: the slide image's long side in the overlay (the thumbnail is resized).
         alpha: opacity of the class colours.
-
-    A thumbnail whose long side is under 512 px is enlarged by an integer factor (nearest
-    neighbour) so the tiles stay visible next to the legend.
     """
-    zoom = max(1, -(-MIN_LONG_SIDE_PX // max(thumbnail.shape[:2])))
-    view = thumbnail.repeat(zoom, axis=0).repeat(zoom, axis=1) if zoom > 1 else thumbnail
+    view = resize_long_side(thumbnail, long_side_px)
     height, width = view.shape[:2]
-    px = scale / zoom
-    rows = np.floor((thumbnail_origin[1] + (np.arange(height) + 0.5) * px - grid_origin[1]) / step)
-    cols = np.floor((thumbnail_origin[0] + (np.arange(width) + 0.5) * px - grid_origin[0]) / step)
+    px_y = scale * thumbnail.shape[0] / height
+    px_x = scale * thumbnail.shape[1] / width
+    y = thumbnail_origin[1] + (np.arange(height) + 0.5) * px_y
+    x = thumbnail_origin[0] + (np.arange(width) + 0.5) * px_x
+    rows = np.floor((y - grid_origin[1]) / step)
+    cols = np.floor((x - grid_origin[0]) / step)
     inside = (rows[:, None] >= 0) & (rows[:, None] < grid.shape[0])
     inside = inside & (cols[None, :] >= 0) & (cols[None, :] < grid.shape[1])
     r = np.clip(rows, 0, grid.shape[0] - 1).astype(int)
@@ -66,16 +65,36 @@ def class_overlay(
     shaded = view.astype(np.float32)
     tiled = labels >= 0
     shaded[tiled] = shaded[tiled] * (1 - alpha) + colours[labels[tiled]] * alpha
-    legend_height = 2 * LINE_PX + LINE_PX * len(class_names)
-    canvas = Image.new("RGB", (width + LEGEND_PX, HEADER_PX + max(height, legend_height)), "white")
-    canvas.paste(Image.fromarray(np.rint(shaded).astype(np.uint8)), (0, HEADER_PX))
+    face = pil_text.font()
+    lines = pil_text.wrap(title, width + LEGEND_PX - 8, face)
+    header = header_px(len(lines))
+    legend_height = pil_text.LINE_PX * (2 + len(class_names))
+    canvas = Image.new("RGB", (width + LEGEND_PX, header + max(height, legend_height)), "white")
+    canvas.paste(Image.fromarray(np.rint(shaded).astype(np.uint8)), (0, header))
     draw = ImageDraw.Draw(canvas)
-    draw.text((4, 6), title, fill="black")
-    x, y = width + 10, HEADER_PX
-    draw.text((x, y), "class (tiles)", fill="black")
+    pil_text.draw_lines(draw, (4, 4), lines, face)
+    x, y = width + 10, header
+    draw.text((x, y), "class (tiles)", fill="black", font=face)
     for i, name in enumerate(class_names):
-        y += LINE_PX
+        y += pil_text.LINE_PX
         box = (x, y + 2, x + SWATCH_PX, y + 2 + SWATCH_PX)
         draw.rectangle(box, fill=class_colour(name, i), outline="black")
-        draw.text((x + SWATCH_PX + 6, y + 1), f"{name} ({counts.get(name, 0)})", fill="black")
+        label = f"{name} ({counts.get(name, 0)})"
+        draw.text((x + SWATCH_PX + 6, y), label, fill="black", font=face)
     return canvas
+
+
+def header_px(n_lines: int) -> int:
+    """Height of a title of ``n_lines`` lines above the image."""
+    return 8 + pil_text.LINE_PX * n_lines
+
+
+def resize_long_side(image: np.ndarray, long_side_px: int) -> np.ndarray:
+    """``image`` (H x W x 3 uint8) resized so that its long side is ``long_side_px``."""
+    height, width = image.shape[:2]
+    factor = long_side_px / max(height, width)
+    size = (max(1, round(width * factor)), max(1, round(height * factor)))
+    if size == (width, height):
+        return image
+    resized = Image.fromarray(image).resize(size, Image.Resampling.LANCZOS)
+    return np.asarray(resized)

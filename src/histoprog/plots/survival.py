@@ -6,6 +6,7 @@ global figure registry); save it with :func:`histoprog.io.save_figure`.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -19,11 +20,14 @@ from histoprog.plots.colours import CLASS_COLOURS
 from histoprog.sof import CLASSES, NON_TUMOUR_CLASSES
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
     from histoprog.survival import CalibrationResult, KMResult, TimeROCResult
 
 __all__ = [
     "km_axes",
     "km_figure",
+    "left_out",
     "km_panels",
     "forest_plot",
     "correlation_heatmap",
@@ -46,15 +50,50 @@ def _risk_times(curves: Mapping[str, KMResult], step: float) -> np.ndarray:
     return np.arange(0.0, last + 1e-9, step)
 
 
+def _patients_line(curves: Mapping[str, KMResult], n_total: int | None, left_out: str) -> str:
+    """``n = 39 of 40 (1 left out: <left_out>)``; ``n = 40`` when nobody is left out."""
+    n = sum(int(km.table["n_risk"].iloc[0]) for km in curves.values() if len(km.table))
+    if n_total is None or n_total <= n:
+        return f"n = {n}"
+    reason = f": {left_out}" if left_out else ""
+    return f"n = {n} of {n_total} ({n_total - n} left out{reason})"
+
+
+def _wrap(title: str, width: int = 80) -> str:
+    """Each line of ``title`` wrapped at ``width`` characters."""
+    return "\n".join(textwrap.fill(line, width) for line in title.split("\n"))
+
+
+def left_out(exclusions: pd.DataFrame, cohort: str, plotted: Sequence[object]) -> tuple[int, str]:
+    """Patients of ``cohort`` in an exclusions table who are not ``plotted``, and why.
+
+    Returns:
+        (their number; each reason, details in parentheses dropped, with its count when
+        there are several), for ``n_total`` and ``left_out`` of :func:`km_figure`.
+    """
+    rows = exclusions[exclusions["cohort"] == cohort].drop_duplicates("patient_id")
+    rows = rows[~rows["patient_id"].astype(str).isin({str(p) for p in plotted})]
+    reasons = rows["reason"].astype(str).str.replace(r"\s*\(.*\)$", "", regex=True)
+    counts = reasons.value_counts(sort=False)
+    if len(counts) == 1:
+        return len(rows), str(counts.index[0])
+    return len(rows), "; ".join(f"{n} {reason}" for reason, n in counts.items())
+
+
 def km_axes(
-    ax: object,
-    ax_risk: object | None,
+    ax: Axes,
+    ax_risk: Axes | None,
     curves: Mapping[str, KMResult],
     tests: pd.DataFrame | None = None,
     title: str = "",
     risk_step: float = 24.0,
+    time_label: str = "Time (months)",
+    n_total: int | None = None,
+    left_out: str = "",
 ) -> None:
     """Draw KM curves on ``ax`` and the numbers at risk on ``ax_risk`` (if given).
+
+    Censored times are marked '+' on each curve; x ticks are the numbers-at-risk times.
 
     Args:
         ax: Axes of the curves.
@@ -64,11 +103,27 @@ def km_axes(
             p (overall or two-group) and HR (two groups) are written on the plot.
         title: Axes title.
         risk_step: months between numbers-at-risk columns.
+        time_label: x-axis label.
+        n_total: patients of the cohort; when more than the curves hold, the title says
+            ``n = <plotted> of <n_total> (<difference> left out: <left_out>)``.
+        left_out: why patients of the cohort are not plotted (short).
     """
     for km in curves.values():
         km.plot(ax=ax)
-    ax.set_xlabel("months")
-    ax.set_title(title, fontsize=9, loc="left")
+        censored = km.table[km.table["n_censor"] > 0]
+        ax.plot(
+            censored["time"],
+            censored["surv"],
+            ls="none",
+            marker="+",
+            ms=7,
+            mew=1.2,
+            color=ax.get_lines()[-1].get_color(),
+        )
+    ax.set_xlabel(time_label)
+    if curves and n_total is not None:
+        title = "\n".join(filter(None, [title, _patients_line(curves, n_total, left_out)]))
+    ax.set_title(_wrap(title), fontsize=9, loc="left")
     ax.grid(alpha=0.3)
     if tests is not None and len(tests):
         main = tests[tests["comparison"].isin(["overall", "two-group"])]
@@ -84,9 +139,12 @@ def km_axes(
             0.98, 0.98, "\n".join(lines), transform=ax.transAxes, ha="right", va="top", fontsize=8
         )
     ax.legend(loc="lower left", fontsize=7)
-    if ax_risk is None or not curves:
+    if not curves:
         return
     times = _risk_times(curves, risk_step)
+    ax.set_xticks(times)
+    if ax_risk is None:
+        return
     ax_risk.set_xlim(ax.get_xlim())
     ax_risk.set_ylim(-0.5, len(curves) - 0.5)
     for i, (name, km) in enumerate(curves.items()):
@@ -115,11 +173,17 @@ def km_figure(
     tests: pd.DataFrame | None = None,
     title: str = "",
     risk_step: float = 24.0,
+    time_label: str = "Time (months)",
+    n_total: int | None = None,
+    left_out: str = "",
 ) -> Figure:
-    """Kaplan-Meier curves with log-rank p, HR and a numbers-at-risk table below."""
+    """Kaplan-Meier curves with log-rank p, HR and a numbers-at-risk table below.
+
+    ``time_label``, ``n_total`` and ``left_out`` as in :func:`km_axes`.
+    """
     fig = Figure(figsize=(6, 5.2))
     ax, ax_risk = fig.subplots(2, 1, gridspec_kw={"height_ratios": [4, 1]}, sharex=False)
-    km_axes(ax, ax_risk, curves, tests, title, risk_step)
+    km_axes(ax, ax_risk, curves, tests, title, risk_step, time_label, n_total, left_out)
     fig.tight_layout()
     return fig
 
@@ -129,6 +193,7 @@ def km_panels(
     title: str = "",
     ncols: int = 3,
     risk_step: float = 24.0,
+    time_label: str = "Time (months)",
 ) -> Figure:
     """Several KM plots (title, curves, tests) in a grid, each with numbers at risk."""
     n = max(1, len(panels))
@@ -140,10 +205,12 @@ def km_panels(
         ax = fig.add_subplot(grid[2 * r, c])
         ax_risk = fig.add_subplot(grid[2 * r + 1, c])
         if curves:
-            km_axes(ax, ax_risk, curves, tests, name, risk_step)
+            km_axes(ax, ax_risk, curves, tests, name, risk_step, time_label)
         else:
             ax.set_title(name, fontsize=9, loc="left")
             ax.text(0.5, 0.5, "no events", ha="center", transform=ax.transAxes)
+            ax.set_xticks([])
+            ax.set_yticks([])
             ax_risk.set_axis_off()
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
