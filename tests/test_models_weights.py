@@ -127,3 +127,34 @@ def test_weights_of_other_architecture(tmp_path):
 def test_unknown_architecture():
     with pytest.raises(InputError, match="no known ImageNet weights"):
         W.resolve_weights("imagenet", "vgg16")
+
+
+@pytest.mark.parametrize(
+    ("arch", "filename"),
+    [("resnet50", "resnet50-0676ba61.pth"), ("mobilenet_v2", "mobilenet_v2-b0353104.pth")],
+)
+def test_required_imagenet_weights_stop_when_absent(hub, arch, filename):
+    with pytest.raises(InputError) as err:
+        W.require_cached_imagenet("imagenet", arch)
+    message = str(err.value)
+    assert filename in message and str(hub) in message
+    assert "require_imagenet_weights: false" in message
+    W.require_cached_imagenet("none", arch)  # nothing asked for, nothing required
+    _cache(hub, filename, {"x": torch.zeros(1)})
+    W.require_cached_imagenet("imagenet", arch)  # cached: passes
+
+
+def test_train_command_stops_before_training_without_required_weights(hub, tmp_path, capsys):
+    from histoprog.cli import main
+
+    assert (
+        main(
+            ["train_tissue", "--patches", str(tmp_path / "absent"), "--classes", "A", "B",
+             "--backbone", "resnet18", "--weights", "imagenet", "--require-weights",
+             "--out-model", str(tmp_path / "m.pt"), "--out-history", str(tmp_path / "h.tsv"),
+             "--out-curve", str(tmp_path / "c.png")]
+        )
+        == 2
+    )  # fmt: skip
+    assert "ImageNet weights for resnet18: are not cached" in capsys.readouterr().err
+    assert not (tmp_path / "m.pt").exists()

@@ -131,3 +131,13 @@ def macenko_normalizer(args: argparse.Namespace) -> MacenkoNormalizer:
 def patch_normalizer(args: argparse.Namespace) -> MacenkoNormalizer | None:
     """The patches' normaliser (:func:`add_patch_stain_options`): Macenko or None."""
     return macenko_normalizer(args) if args.stain == "tile" else None
+
+
+def add_require_weights(parser: argparse.ArgumentParser) -> None:
+    """``--require-weights``: stop when ``--weights imagenet`` finds no cached file."""
+    parser.add_argument(
+        "--require-weights",
+        action="store_true",
+        help="stop when ImageNet weights are asked for but not cached (instead of a warning "
+        "and random initialisation)",
+    )

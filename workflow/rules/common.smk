@@ -117,6 +117,9 @@ def sheet_mpp_arg(wildcards):
     return optional_arg("--sheet-mpp", slide_row(wildcards)["mpp"])
 
 
+# training rules: stop when ImageNet weights are asked for but not cached
+REQUIRE_WEIGHTS_ARG = "--require-weights" if config["require_imagenet_weights"] else ""
+
 # the stain target image (config stain.target_image) of every stage that normalises tiles
 STAIN_TARGET_ARG = optional_arg("--target-image", config["stain"]["target_image"])
 

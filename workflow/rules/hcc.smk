@@ -70,9 +70,11 @@ rule train_unet:
         target_mpp=HCC_INPUT_MPP,
         threads=HCC["threads"],
         device=HCC["device"],
+        require=REQUIRE_WEIGHTS_ARG,
     shell:
         "python -m histoprog train_unet --nuclei {input.nuclei} --encoder {params.cfg[encoder]} "
-        "--weights {params.cfg[weights]} --epochs {params.cfg[epochs]} --crop {params.cfg[crop]} "
+        "--weights {params.cfg[weights]} {params.require} --epochs {params.cfg[epochs]} "
+        "--crop {params.cfg[crop]} "
         "--crops-per-image {params.cfg[crops_per_image]} --batch-size {params.cfg[batch]} "
         "--lr {params.cfg[lr]} --val-fraction {params.cfg[val_fraction]} "
         "--image-mpp {params.cfg[image_mpp]} --target-mpp {params.target_mpp} "
@@ -154,6 +156,7 @@ rule train_mil:
         event=config["clinical"]["hcc"]["event"],
         threads=HCC["threads"],
         device=HCC["device"],
+        require=REQUIRE_WEIGHTS_ARG,
     shell:
         "python -m histoprog train_mil {params.cohorts} --time {params.time} "
         "--event {params.event} --good-months {params.cfg[good_months]} "
@@ -161,7 +164,7 @@ rule train_mil:
         "--lr {params.cfg[lr]} --lr-step {params.cfg[lr_step]} --l2 {params.cfg[l2]} "
         "--t {params.cfg[t]} --p {params.cfg[p]} --bag-size {params.cfg[bag_size]} "
         "--val-fraction {params.cfg[val_fraction]} --weights {params.cfg[weights]} "
-        "--seed {params.cfg[seed]} --threads {params.threads} --device {params.device} "
+        "{params.require} --seed {params.cfg[seed]} --threads {params.threads} --device {params.device} "
         "--out-model {output.model} --out-history {output.history} "
         "--out-curve {output.curve} --out-labels {output.labels} > {log} 2>&1"
 

@@ -74,13 +74,15 @@ rule train_tissue:
     params:
         classes=lambda wc: " ".join(TISSUE_CLASSES[wc.stage]),
         weights=lambda wc: TISSUE_WEIGHTS[wc.stage],
+        require=REQUIRE_WEIGHTS_ARG,
         stain=TISSUE_STAIN_ARGS,
         tile_px=optional_arg("--tile-px", TISSUE["tile_px"]),
         jitter_filters=",".join(TISSUE["jitter"]["filters"]),
         cfg=TISSUE,
     shell:
         "python -m histoprog train_tissue --patches {input.patches} --classes {params.classes} "
-        "--backbone {params.cfg[backbone]} --weights {params.weights} {params.stain} "
+        "--backbone {params.cfg[backbone]} --weights {params.weights} {params.require} "
+        "{params.stain} "
         "{params.tile_px} --jitter-stain-sigma {params.cfg[jitter][stain_sigma]} "
         "--jitter-filters {params.jitter_filters} "
         "--jitter-jpeg-probability {params.cfg[jitter][jpeg_probability]} "

@@ -16,7 +16,13 @@ from pathlib import Path
 import pandas as pd
 
 from histoprog.analysis.features import read_clinical
-from histoprog.cli_options import add_outputs, add_seed, add_torch_options, bag_size
+from histoprog.cli_options import (
+    add_outputs,
+    add_require_weights,
+    add_seed,
+    add_torch_options,
+    bag_size,
+)
 from histoprog.data import IMAGENET_MEAN, IMAGENET_STD
 from histoprog.device import select_device, set_threads
 from histoprog.errors import InputError
@@ -25,6 +31,7 @@ from histoprog.hcc.labels import check_classes, label_counts, mil_labels
 from histoprog.hcc.mil import MilConfig, TrainingSlide, train_mil
 from histoprog.io import read_json, save_figure, write_tsv
 from histoprog.models import architecture_of, save_checkpoint
+from histoprog.models.weights import require_cached_imagenet
 from histoprog.plots.hcc import mil_curves
 from histoprog.sheets import read_table, require_columns
 
@@ -57,6 +64,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--bag-size", type=bag_size, default=d.bag_size)
     parser.add_argument("--val-fraction", type=float, default=d.val_fraction)
     parser.add_argument("--weights", default=d.weights, help="imagenet | none | a file")
+    add_require_weights(parser)
     parser.add_argument("--no-augment", action="store_true")
     parser.add_argument(
         "--batch-norm",
@@ -122,6 +130,8 @@ def _counts(table: pd.DataFrame) -> dict[str, int]:
 def run(args: argparse.Namespace) -> None:
     """Label, train, write the model, history, curves and label table."""
     set_threads(args.threads)
+    if args.require_weights:
+        require_cached_imagenet(args.weights, "mobilenet_v2")
     table = label_table(args.cohort, args.time, args.event, args.good_months, args.poor_months)
     names = ", ".join(c[0] for c in args.cohort)
     where = f"training cohort(s) {names}"

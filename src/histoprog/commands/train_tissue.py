@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 from histoprog.cli_options import (
     add_outputs,
     add_patch_stain_options,
+    add_require_weights,
     add_seed,
     add_torch_options,
     patch_normalizer,
@@ -20,10 +21,16 @@ from histoprog.cli_options import (
 from histoprog.device import select_device, set_threads
 from histoprog.errors import InputError
 from histoprog.io import save_figure, write_tsv
+from histoprog.models.weights import require_cached_imagenet
 from histoprog.plots.tissue import learning_curves
 from histoprog.progress import batch_len, log_progress
 from histoprog.scanner_jitter import ScannerJitter
-from histoprog.train import TrainConfig, save_tissue_checkpoint, train_tissue_classifier
+from histoprog.train import (
+    LR_SCHEDULES,
+    TrainConfig,
+    save_tissue_checkpoint,
+    train_tissue_classifier,
+)
 
 log = logging.getLogger("histoprog.train_tissue")
 
@@ -44,6 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="initial weights: imagenet (torch hub cache), none, or a file (stage 2: the "
         "stage-1 checkpoint)",
     )
+    add_require_weights(parser)
     add_patch_stain_options(parser)
     parser.add_argument("--tile-px", type=int, default=None, help="resize patches to this size")
     jitter = ScannerJitter()  # its defaults are the CLI's
@@ -67,6 +75,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--patience", type=int, default=5, help="0 = no early stopping")
     parser.add_argument("--lr", type=float, default=0.001)
+    parser.add_argument(
+        "--lr-schedule", choices=LR_SCHEDULES, default="constant", help="constant or cosine"
+    )
     parser.add_argument("--momentum", type=float, default=0.9)
     parser.add_argument("--val-fraction", type=float, default=0.2)
     add_seed(parser)
@@ -104,11 +115,14 @@ def run(args: argparse.Namespace) -> None:
     """Train, then write the checkpoint, the learning-curve table and figure."""
     started = time.perf_counter()
     set_threads(args.threads)
+    if args.require_weights:
+        require_cached_imagenet(args.weights, args.backbone)
     cfg = TrainConfig(
         epochs=args.epochs,
         patience=args.patience,
         batch_size=args.batch_size,
         lr=args.lr,
+        lr_schedule=args.lr_schedule,
         momentum=args.momentum,
         val_fraction=args.val_fraction,
         seed=args.seed,

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import logging
 
-from histoprog.cli_options import add_outputs, add_seed, add_torch_options
+from histoprog.cli_options import add_outputs, add_require_weights, add_seed, add_torch_options
 from histoprog.device import select_device, set_threads
 from histoprog.hcc.unet import UnetConfig, save_unet, train_unet
 from histoprog.io import save_figure, write_tsv
+from histoprog.models.weights import require_cached_imagenet
 from histoprog.plots.hcc import unet_curves
 
 log = logging.getLogger("histoprog.train_unet")
@@ -21,6 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--nuclei", required=True, help="folder with images/ and masks/")
     parser.add_argument("--encoder", default=d.encoder, help="smp encoder (resnet34 published)")
     parser.add_argument("--weights", default=d.weights, help="imagenet | none | a file")
+    add_require_weights(parser)
     parser.add_argument("--epochs", type=int, default=d.epochs)
     parser.add_argument("--crop", type=int, default=d.crop, help="crop side fed to the U-net")
     parser.add_argument("--crops-per-image", type=int, default=d.crops_per_image)
@@ -44,6 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> None:
     """Train, then write the checkpoint, the history table and the learning curves."""
     set_threads(args.threads)
+    if args.require_weights:
+        require_cached_imagenet(args.weights, args.encoder)
     cfg = UnetConfig(
         encoder=args.encoder,
         weights=None if str(args.weights).lower() == "none" else args.weights,

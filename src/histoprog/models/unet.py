@@ -8,7 +8,13 @@ import torch
 from torch import nn
 
 from histoprog.errors import InputError
-from histoprog.models.weights import TORCHVISION_FILES, WeightsSpec, load_weights, resolve_weights
+from histoprog.models.weights import (
+    TORCHVISION_FILES,
+    WeightsSpec,
+    is_imagenet,
+    load_weights,
+    resolve_weights,
+)
 
 if TYPE_CHECKING:
     import segmentation_models_pytorch as smp
@@ -47,8 +53,7 @@ def build_unet(
             "is not an encoder segmentation-models-pytorch knows",
             "use 'resnet34' (published) or another smp encoder name",
         ) from None
-    spec_is_imagenet = isinstance(encoder_weights, str) and encoder_weights.lower() == "imagenet"
-    if spec_is_imagenet and encoder not in OFFLINE_IMAGENET_ENCODERS:
+    if is_imagenet(encoder_weights) and encoder not in OFFLINE_IMAGENET_ENCODERS:
         raise InputError(
             f"U-net encoder '{encoder}' with encoder_weights 'imagenet'",
             "has no offline ImageNet weights lookup",

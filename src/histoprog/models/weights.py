@@ -64,6 +64,34 @@ def find_imagenet_file(arch: str) -> Path | None:
     return _find_smp_hub_file(arch)
 
 
+def is_imagenet(spec: WeightsSpec) -> bool:
+    """Whether ``spec`` asks for the cached ImageNet weights."""
+    return isinstance(spec, str) and spec.strip().lower() == "imagenet"
+
+
+def require_cached_imagenet(spec: WeightsSpec, arch: str) -> None:
+    """Stop when ``spec`` is ``"imagenet"`` and no file is cached for ``arch``.
+
+    For real runs (config ``require_imagenet_weights``): a model that silently starts from
+    random weights is not the published method.
+
+    Raises:
+        InputError: naming the file, the folder to put it in and the key that allows
+            random initialisation.
+    """
+    if not is_imagenet(spec) or find_imagenet_file(arch) is not None:
+        return
+    expected = expected_imagenet_path(arch)
+    raise InputError(
+        f"ImageNet weights for {arch}",
+        f"are not cached (looked for {expected}, and the segmentation-models-pytorch "
+        "Hugging Face cache for U-net encoders); nothing is downloaded at run time",
+        f"download {_DOWNLOAD_ROOT}{expected.name} into {expected.parent} (set TORCH_HOME "
+        "to move that folder; see README 'Model weights'), or give a weights file, or set "
+        "require_imagenet_weights: false in config.yaml to train from random weights",
+    )
+
+
 def resolve_weights(spec: WeightsSpec, arch: str) -> tuple[StateDict | None, str]:
     """Turn a weights spec into a state dict.
 
@@ -82,7 +110,7 @@ def resolve_weights(spec: WeightsSpec, arch: str) -> tuple[StateDict | None, str
     """
     if spec is None or (isinstance(spec, str) and spec.strip().lower() in {"none", ""}):
         return None, "random"
-    if isinstance(spec, str) and spec.strip().lower() == "imagenet":
+    if is_imagenet(spec):
         found = find_imagenet_file(arch)
         if found is None:
             expected = expected_imagenet_path(arch)

@@ -5,6 +5,7 @@
 """
 
 from histoprog.train.tissue import (
+    LR_SCHEDULES,
     TrainConfig,
     TrainResult,
     fit_classifier,
@@ -14,6 +15,7 @@ from histoprog.train.tissue import (
 )
 
 __all__ = [
+    "LR_SCHEDULES",
     "TrainConfig",
     "TrainResult",
     "fit_classifier",
