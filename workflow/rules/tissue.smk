@@ -88,6 +88,7 @@ rule train_tissue:
         "--jitter-jpeg-probability {params.cfg[jitter][jpeg_probability]} "
         "--epochs {params.cfg[epochs]} --patience {params.cfg[patience]} "
         "--batch-size {params.cfg[batch_size]} --lr {params.cfg[lr]} "
+        "--lr-schedule {params.cfg[lr_schedule]} "
         "--momentum {params.cfg[momentum]} --val-fraction {params.cfg[val_fraction]} "
         "--seed {params.cfg[seed]} --workers {params.cfg[workers]} --threads {params.cfg[threads]} "
         "--device {params.cfg[device]} --out-model {output.model} "
