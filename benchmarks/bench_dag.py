@@ -1,0 +1,227 @@
+"""What building the job graph costs: the project's dry run against a bare Snakefile's.
+
+Generates a cohort of N slides (symlinks to one small real slide under different ids, a
+clinical table with outcomes only) and times, in the same run, a dry run (`snakemake -n`)
+of the project's default target and of a bare Snakefile with the same per-slide rule
+chain (tile -> stain -> classify -> sof, the same output files) and the same kind of
+aggregate rules (status and SOF tables, thresholds, models, analysis), whose input
+functions are plain dictionary lookups and whose shell commands are `touch`. Prints both
+times, the jobs of each, and the ratio of the costs per job (issue target: <= 1.2).
+
+Usage: python benchmarks/bench_dag.py [--slides 5000] [--repeat 1]
+Needs ../shared/data/slides (the small CMU slide); say how loaded the machine was.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SLIDE = ROOT.parent / "shared" / "data" / "slides" / "cmu-1-small-region_3level.svs"
+COHORT = "bench"
+
+BARE_SNAKEFILE = """
+import csv
+
+ROWS = {r["slide_id"]: r for r in csv.DictReader(open(config["slides"]), delimiter="\\t")}
+SLIDE = "results/bench/slides/{slide}"
+
+
+def every(name):
+    return [f"results/bench/slides/{s}/{name}" for s in ROWS]
+
+
+rule all:
+    input:
+        "results/bench/slide_status.tsv",
+        "results/bench/sof.tsv",
+        "results/analysis/crlm/model.json",
+        "results/models/tissue_crc.pt",
+        every("class_counts.json"),
+
+
+rule tile:
+    input:
+        lambda wc: ROWS[wc.slide]["path"],
+    output:
+        f"{SLIDE}/tiles.tsv",
+        f"{SLIDE}/tiles.json",
+        f"{SLIDE}/tissue_mask.png",
+    params:
+        mpp=lambda wc: ROWS[wc.slide].get("mpp") or "",
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    shell:
+        "touch {output}"
+
+
+rule stain:
+    input:
+        f"{SLIDE}/tiles.tsv",
+        f"{SLIDE}/tiles.json",
+    output:
+        f"{SLIDE}/stain.json",
+        f"{SLIDE}/stain_qc.png",
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    shell:
+        "touch {output}"
+
+
+rule classify:
+    input:
+        f"{SLIDE}/tiles.tsv",
+        f"{SLIDE}/stain.json",
+        "results/models/tissue_crlm.pt",
+    output:
+        f"{SLIDE}/class_grid.npy",
+        f"{SLIDE}/class_counts.json",
+        f"{SLIDE}/overlay.png",
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    shell:
+        "touch {output}"
+
+
+rule sof:
+    input:
+        f"{SLIDE}/class_grid.npy",
+        f"{SLIDE}/class_counts.json",
+        "results/analysis/crlm/infiltration_thresholds.json",
+    output:
+        f"{SLIDE}/sof.json",
+        f"{SLIDE}/sof.png",
+    shell:
+        "touch {output}"
+
+
+rule models:
+    output:
+        "results/models/tissue_crc.pt",
+        "results/models/tissue_crlm.pt",
+    shell:
+        "touch {output}"
+
+
+rule thresholds:
+    input:
+        every("class_grid.npy")[:1],
+    output:
+        "results/analysis/crlm/infiltration_thresholds.json",
+    shell:
+        "touch {output}"
+
+
+rule slide_status:
+    input:
+        every("tiles.json"),
+        every("stain.json"),
+    output:
+        "results/bench/slide_status.tsv",
+    shell:
+        "touch {output}"
+
+
+rule sof_table:
+    input:
+        every("sof.json"),
+    output:
+        "results/bench/sof.tsv",
+    shell:
+        "touch {output}"
+
+
+rule analysis:
+    input:
+        "results/bench/sof.tsv",
+    output:
+        "results/analysis/crlm/model.json",
+    shell:
+        "touch {output}"
+"""
+
+
+def make_cohort(work: Path, n: int) -> None:
+    """Slide table (n links to one slide), clinical table, cohort sheet and config."""
+    if not SLIDE.is_file():
+        sys.exit(f"bench_dag: {SLIDE} is missing (../shared/data/slides)")
+    (work / "slides").mkdir(parents=True)
+    rows = ["slide_id\tpatient_id\tpath"]
+    clinical = ["patient_id\tos_months\tos_event"]
+    for i in range(n):
+        link = work / "slides" / f"S{i:05d}.svs"
+        os.symlink(SLIDE, link)
+        rows.append(f"S{i:05d}\tP{i:05d}\tslides/{link.name}")
+        clinical.append(f"P{i:05d}\t{12 + i % 60}\t{i % 2}")
+    (work / "slides.tsv").write_text("\n".join(rows) + "\n")
+    (work / "clinical.tsv").write_text("\n".join(clinical) + "\n")
+    (work / "cohorts.tsv").write_text(
+        "cohort\tpipeline\trole\tslides\tclinical\n"
+        f"{COHORT}\tcrlm\tdiscovery\tslides.tsv\tclinical.tsv\n"
+    )
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    config["cohorts"] = str(work / "cohorts.tsv")
+    config["crlm"]["clinical_factors"] = []  # the clinical table has only the outcome
+    (work / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    (work / "bare.smk").write_text(BARE_SNAKEFILE)
+
+
+def dry_run(work: Path, snakefile: Path, extra: list[str]) -> tuple[float, int]:
+    """Seconds of one `snakemake -n` and the jobs it plans."""
+    command = [
+        sys.executable, "-m", "snakemake", "-n", "--snakefile", str(snakefile),
+        "--directory", str(work), *extra,
+    ]  # fmt: skip
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        sys.exit(f"bench_dag: dry run of {snakefile} failed:\n{done.stderr[-3000:]}")
+    total = re.search(r"^total\s+(\d+)", done.stdout, re.M)
+    return seconds, int(total.group(1)) if total else 0
+
+
+def main() -> None:
+    """Generate the cohort, time both dry runs, print the comparison."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--slides", type=int, default=5000)
+    parser.add_argument("--repeat", type=int, default=1, help="dry runs each (best kept)")
+    args = parser.parse_args()
+    print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+    with tempfile.TemporaryDirectory(prefix="bench_dag_") as tmp:
+        work = Path(tmp)
+        make_cohort(work, args.slides)
+        runs = {
+            "project": (ROOT / "Snakefile", ["--configfile", str(work / "config.yaml")]),
+            "bare": (work / "bare.smk", ["--config", f"slides={work / 'slides.tsv'}"]),
+        }
+        results = {}
+        for name, (snakefile, extra) in runs.items():
+            times = [dry_run(work, snakefile, extra) for _ in range(args.repeat)]
+            results[name] = (min(t for t, _ in times), times[0][1])
+            print(f"{name}: {results[name][0]:.1f} s for {results[name][1]} jobs")
+    (project_s, project_jobs), (bare_s, bare_jobs) = results["project"], results["bare"]
+    ratio = (project_s / project_jobs) / (bare_s / bare_jobs)
+    print(
+        f"{args.slides} slides: project {project_s:.1f} s / {project_jobs} jobs "
+        f"({1000 * project_s / project_jobs:.2f} ms per job), bare {bare_s:.1f} s / "
+        f"{bare_jobs} jobs ({1000 * bare_s / bare_jobs:.2f} ms per job): ratio per job "
+        f"{ratio:.2f} (target <= 1.2)"
+    )
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
