@@ -10,6 +10,7 @@ from snakemake.utils import validate
 
 from histoprog import sheets
 from histoprog.errors import InputError
+from histoprog.status import failure_summary
 
 SCHEMAS = Path(workflow.basedir) / "workflow" / "schemas"
 
@@ -277,3 +278,23 @@ def hcc_analysis_args(wildcards, input):
         f"--cohort {c} {COHORTS.loc[c, 'role']} {m} {k!r} {cohort_slides(c)}"
         for c, m, k in zip(HCC_COHORTS, input.mil, input.clinical)
     )
+
+
+# per cohort with slides, the table the end-of-run failure summary reads
+FAILURE_TABLES = {
+    **{c: f"results/{c}/slide_status.tsv" for c in slide_cohorts("crlm")},
+    **{c: f"results/{c}/mil.tsv" for c in slide_cohorts("hcc")},
+}
+
+
+def report_failed_slides():
+    """End of a run: name the failed slides per cohort; fail the run when config says so."""
+    lines, failed = failure_summary(FAILURE_TABLES)
+    for line in lines:
+        logger.warning(line)
+    if failed and config["slides"]["fail_run_on_failed_slides"]:
+        raise WorkflowError(
+            f"{failed} slide(s) failed (listed above) and "
+            "slides.fail_run_on_failed_slides is true; fix or remove them, or set the key "
+            "to false to accept a cohort without them"
+        )

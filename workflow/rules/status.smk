@@ -1,26 +1,5 @@
-from histoprog.status import failure_summary
-
 # default targets: the status table of every CRLM cohort with slides
 STATUS_TARGETS = [f"results/{c}/slide_status.tsv" for c in slide_cohorts("crlm")]
-
-# per cohort with slides, the table the end-of-run failure summary reads
-FAILURE_TABLES = {
-    **{c: f"results/{c}/slide_status.tsv" for c in slide_cohorts("crlm")},
-    **{c: f"results/{c}/mil.tsv" for c in slide_cohorts("hcc")},
-}
-
-
-def report_failed_slides():
-    """End of a run: name the failed slides per cohort; fail the run when config says so."""
-    lines, failed = failure_summary(FAILURE_TABLES)
-    for line in lines:
-        logger.warning(line)
-    if failed and config["slides"]["fail_run_on_failed_slides"]:
-        raise WorkflowError(
-            f"{failed} slide(s) failed (listed above) and "
-            "slides.fail_run_on_failed_slides is true; fix or remove them, or set the key "
-            "to false to accept a cohort without them"
-        )
 
 
 rule slide_status:
