@@ -74,7 +74,7 @@ def test_mil_score_ranks_the_test_cohort_by_planted_risk(hcc_run: Path) -> None:
     cohorts: p 0.014 on one machine, 0.92 on another with the same code; training seeds
     0-2 put 0, 2, 5 or all 20 test slides above t), while the Spearman correlation of S
     with the planted risk stayed at 0.43-0.75 in the same runs. The split is the open work
-    of making the MIL training hold (documented in README "What the demo shows").
+    of making the MIL training hold (the README's paragraph on what the demo's settings give).
     """
     mil = pd.read_csv(hcc_run / "results/te/mil.tsv", sep="\t")
     assert (mil["status"] == "ok").all()
