@@ -22,7 +22,8 @@ from histoprog.classes import CLASSES
 from histoprog.cli import main
 from histoprog.models import build_tissue_classifier, save_checkpoint
 from histoprog.plots.colours import class_colour
-from histoprog.plots.overlay import LEGEND_PX, class_overlay, header_px
+from histoprog.plots.overlay import LEGEND_PX, class_overlay
+from histoprog.plots.pil_text import header_px
 from histoprog.stain import TORCHSTAIN_BACKGROUND_INTENSITY, MacenkoNormalizer
 from histoprog.train import normalisation_record
 

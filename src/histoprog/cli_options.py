@@ -141,3 +141,11 @@ def add_require_weights(parser: argparse.ArgumentParser) -> None:
         help="stop when ImageNet weights are asked for but not cached (instead of a warning "
         "and random initialisation)",
     )
+
+
+def check_required_weights(args: argparse.Namespace, arch: str) -> None:
+    """With ``--require-weights``: stop when ``--weights imagenet`` finds no file for ``arch``."""
+    if args.require_weights:
+        from histoprog.models.weights import require_cached_imagenet  # torch: only here
+
+        require_cached_imagenet(args.weights, arch)

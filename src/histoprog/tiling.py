@@ -165,7 +165,7 @@ def mask_thumbnail(
         width - 8,
         face,
     )
-    header = 8 + pil_text.LINE_PX * max(len(left), len(right))
+    header = pil_text.header_px(max(len(left), len(right)))
     gap = 12
     canvas = Image.new("RGB", (2 * width + gap, height + header), "white")
     canvas.paste(Image.fromarray(view), (0, header))

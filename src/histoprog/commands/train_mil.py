@@ -22,6 +22,7 @@ from histoprog.cli_options import (
     add_seed,
     add_torch_options,
     bag_size,
+    check_required_weights,
 )
 from histoprog.data import IMAGENET_MEAN, IMAGENET_STD
 from histoprog.device import select_device, set_threads
@@ -31,7 +32,6 @@ from histoprog.hcc.labels import check_classes, label_counts, mil_labels
 from histoprog.hcc.mil import MilConfig, TrainingSlide, train_mil
 from histoprog.io import read_json, save_figure, write_tsv
 from histoprog.models import architecture_of, save_checkpoint
-from histoprog.models.weights import require_cached_imagenet
 from histoprog.plots.hcc import mil_curves
 from histoprog.sheets import read_table, require_columns
 
@@ -130,8 +130,7 @@ def _counts(table: pd.DataFrame) -> dict[str, int]:
 def run(args: argparse.Namespace) -> None:
     """Label, train, write the model, history, curves and label table."""
     set_threads(args.threads)
-    if args.require_weights:
-        require_cached_imagenet(args.weights, "mobilenet_v2")
+    check_required_weights(args, "mobilenet_v2")
     table = label_table(args.cohort, args.time, args.event, args.good_months, args.poor_months)
     names = ", ".join(c[0] for c in args.cohort)
     where = f"training cohort(s) {names}"

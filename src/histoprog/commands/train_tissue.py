@@ -16,12 +16,12 @@ from histoprog.cli_options import (
     add_require_weights,
     add_seed,
     add_torch_options,
+    check_required_weights,
     patch_normalizer,
 )
 from histoprog.device import select_device, set_threads
 from histoprog.errors import InputError
 from histoprog.io import save_figure, write_tsv
-from histoprog.models.weights import require_cached_imagenet
 from histoprog.plots.tissue import learning_curves
 from histoprog.progress import batch_len, log_progress
 from histoprog.scanner_jitter import ScannerJitter
@@ -115,8 +115,7 @@ def run(args: argparse.Namespace) -> None:
     """Train, then write the checkpoint, the learning-curve table and figure."""
     started = time.perf_counter()
     set_threads(args.threads)
-    if args.require_weights:
-        require_cached_imagenet(args.weights, args.backbone)
+    check_required_weights(args, args.backbone)
     cfg = TrainConfig(
         epochs=args.epochs,
         patience=args.patience,

@@ -5,11 +5,16 @@ from __future__ import annotations
 import argparse
 import logging
 
-from histoprog.cli_options import add_outputs, add_require_weights, add_seed, add_torch_options
+from histoprog.cli_options import (
+    add_outputs,
+    add_require_weights,
+    add_seed,
+    add_torch_options,
+    check_required_weights,
+)
 from histoprog.device import select_device, set_threads
 from histoprog.hcc.unet import UnetConfig, save_unet, train_unet
 from histoprog.io import save_figure, write_tsv
-from histoprog.models.weights import require_cached_imagenet
 from histoprog.plots.hcc import unet_curves
 
 log = logging.getLogger("histoprog.train_unet")
@@ -46,8 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> None:
     """Train, then write the checkpoint, the history table and the learning curves."""
     set_threads(args.threads)
-    if args.require_weights:
-        require_cached_imagenet(args.weights, args.encoder)
+    check_required_weights(args, args.encoder)
     cfg = UnetConfig(
         encoder=args.encoder,
         weights=None if str(args.weights).lower() == "none" else args.weights,

@@ -67,7 +67,7 @@ def class_overlay(
     shaded[tiled] = shaded[tiled] * (1 - alpha) + colours[labels[tiled]] * alpha
     face = pil_text.font()
     lines = pil_text.wrap(title, width + LEGEND_PX - 8, face)
-    header = header_px(len(lines))
+    header = pil_text.header_px(len(lines))
     legend_height = pil_text.LINE_PX * (2 + len(class_names))
     canvas = Image.new("RGB", (width + LEGEND_PX, header + max(height, legend_height)), "white")
     canvas.paste(Image.fromarray(np.rint(shaded).astype(np.uint8)), (0, header))
@@ -82,11 +82,6 @@ def class_overlay(
         label = f"{name} ({counts.get(name, 0)})"
         draw.text((x + SWATCH_PX + 6, y), label, fill="black", font=face)
     return canvas
-
-
-def header_px(n_lines: int) -> int:
-    """Height of a title of ``n_lines`` lines above the image."""
-    return 8 + pil_text.LINE_PX * n_lines
 
 
 def resize_long_side(image: np.ndarray, long_side_px: int) -> np.ndarray:

@@ -17,6 +17,11 @@ def font(size: int = FONT_PX) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
 
 
+def header_px(n_lines: int) -> int:
+    """Height of a title of ``n_lines`` lines above a figure's image (4 px margins)."""
+    return 8 + LINE_PX * n_lines
+
+
 def wrap(text: str, width_px: int, face: ImageFont.FreeTypeFont | ImageFont.ImageFont) -> list[str]:
     """``text`` broken at spaces into lines at most ``width_px`` wide (a long word stays whole)."""
     lines: list[str] = []
