@@ -29,6 +29,7 @@ include: "workflow/rules/stain.smk"
 include: "workflow/rules/status.smk"
 include: "workflow/rules/tissue.smk"
 include: "workflow/rules/sof.smk"
+include: "workflow/rules/geojson.smk"
 include: "workflow/rules/crlm.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/hcc.smk"
@@ -49,6 +50,7 @@ rule all:
         STATUS_TARGETS,
         TISSUE_TARGETS,
         SOF_TARGETS,
+        GEOJSON_TARGETS,
         CRLM_TARGETS,
         HCC_TARGETS,
         REPORT_TARGETS,

@@ -26,6 +26,7 @@ COMMANDS: tuple[str, ...] = (
     "gmm_thresholds",
     "sof",
     "sof_table",
+    "geojson",
     "crlm_analysis",
     "train_unet",
     "nuclei",
