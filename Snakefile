@@ -33,6 +33,7 @@ include: "workflow/rules/geojson.smk"
 include: "workflow/rules/crlm.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/hcc.smk"
+include: "workflow/rules/models.smk"
 
 
 onsuccess:
@@ -53,4 +54,5 @@ rule all:
         GEOJSON_TARGETS,
         CRLM_TARGETS,
         HCC_TARGETS,
+        BUNDLE_TARGETS,
         REPORT_TARGETS,

@@ -15,13 +15,16 @@ import re
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
-import yaml
-from workflow_helpers import ROOT, cohort_row, mini_cohort, snakemake, write_config
-
-from histoprog.synth.patches import write_patches
+from workflow_helpers import (
+    ROOT,
+    cohort_row,
+    features_cohort,
+    mini_cohort,
+    snakemake,
+    tiny_config,
+)
 
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 
@@ -32,73 +35,6 @@ PER_SLIDE_REPORT = {  # figure -> (category, caption file)
     "overlay": ("Tissue classes", "tissue_overlay.rst"),
     "sof": ("Spatial features", "crlm_sof.rst"),
 }
-PER_CLASS = ("STR", "LYM", "HEP", "MUC", "DEB")  # classes with an infiltration threshold
-
-
-def load_default(key: str) -> dict:
-    """A section of the default config.yaml."""
-    return yaml.safe_load((ROOT / "config" / "config.yaml").read_text())[key]
-
-
-def features_cohort(folder: Path, name: str, seed: int, n: int = 150) -> dict[str, str]:
-    """A features-only CRLM cohort (feature x is prognostic) as a cohort-sheet row."""
-    rng = np.random.default_rng(seed)
-    x = rng.uniform(size=n)
-    ids = [f"{name}{i}" for i in range(n)]
-    t_event = 50 * rng.exponential(size=n) / np.exp(1.5 * (x > 0.5))
-    t_censor = rng.uniform(30, 140, n)
-    clinical = pd.DataFrame(
-        {
-            "patient_id": ids,
-            "os_months": np.minimum(t_event, t_censor).round(2),
-            "os_event": (t_event <= t_censor).astype(int),
-            "crs": rng.integers(0, 6, n),
-            "age": rng.integers(40, 80, n),
-            "preop_chemo": rng.integers(0, 2, n),
-            "adjuvant_chemo": rng.integers(0, 2, n),
-        }
-    )
-    features = pd.DataFrame({"patient_id": ids, "feat_x": x, "feat_y": rng.normal(size=n)})
-    clinical.to_csv(folder / f"{name}_clinical.tsv", sep="\t", index=False)
-    features.to_csv(folder / f"{name}_features.tsv", sep="\t", index=False)
-    return {
-        "cohort": name,
-        "role": "discovery" if name == "disc" else "validation",
-        "features": str(folder / f"{name}_features.tsv"),
-        "clinical": str(folder / f"{name}_clinical.tsv"),
-    }
-
-
-def tiny_config(work: Path) -> None:
-    """Config for the tiny run: 32 px tiles and patches, 1 epoch, fixed thresholds."""
-    for name, class_set, seed in (("crc", "crc", 1), ("crlm", "crlm", 2), ("test", "crlm", 3)):
-        write_patches(work / "patches" / name, class_set=class_set, n_per_class=6, seed=seed,
-                      size=32, mpp=3.5, jpeg_quality=None)  # fmt: skip
-    thresholds = work / "thresholds.json"
-    thresholds.write_text(json.dumps({"thresholds": dict.fromkeys(PER_CLASS, 3.0)}))
-    tissue = {
-        **load_default("tissue"),
-        "backbone": "resnet18",
-        "weights": "none",
-        "patches": {"crc": str(work / "patches/crc"), "crlm": str(work / "patches/crlm")},
-        "test_patches": {"crc": None, "crlm": str(work / "patches/test")},
-        "patch_stain": "none",
-        "tile_px": 32,
-        "epochs": 1,
-        "batch_size": 16,
-        "workers": 0,
-        "device": "cpu",
-        "gpu": 0,
-    }
-    tissue["classify"] = {**tissue["classify"], "workers": 0, "device": "cpu"}
-    crlm = {
-        **load_default("crlm"),
-        "infiltration_thresholds": str(thresholds),
-        "calibration_B": 10,
-        "clinical_factors": ["crs_high", "age"],
-    }
-    tile = {**load_default("tile"), "crlm": {"mpp": 3.5, "px": 32}}
-    write_config(work, tile=tile, tissue=tissue, crlm=crlm, report={"slides_per_cohort": SAMPLED})
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +49,7 @@ def run(tmp_path_factory):
     ]  # fmt: skip
     sheet = pd.DataFrame(rows, columns=["cohort", "role", "slides", "features", "clinical"])
     sheet.assign(pipeline="crlm").to_csv(work / "cohorts.tsv", sep="\t", index=False)
-    tiny_config(work)
+    tiny_config(work, report={"slides_per_cohort": SAMPLED})
     targets = ["all", "results/analysis/crlm/model.json"]
     started = time.monotonic()
     snakemake(work, "--cores", "2", *targets)

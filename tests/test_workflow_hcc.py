@@ -12,6 +12,8 @@ their planted latent risk (see the test's docstring for why not yet the log-rank
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -32,6 +34,7 @@ TEST = ("te", "test", 20240613, 20)
 MIN_RANK_CORRELATION = 0.3
 #: planted signal: the latent risk's log hazard ratio and the slope of tumour atypia on it
 SIGNAL = {"risk_effect": 2.0, "atypia_slope": 2.5}
+BUNDLE = "results/models/hcc_model"
 
 
 def hcc_cohort(out: Path, name: str, seed: int, n: int) -> Path:
@@ -62,7 +65,21 @@ def hcc_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         hcc[key] = {**hcc[key], **value} if isinstance(value, dict) else value
     hcc["unet"]["nuclei_dir"] = str(work / "nuclei")
     write_config(work, hcc=hcc)
-    snakemake(work, "--cores", "2", "results/analysis/hcc/logrank.tsv", timeout=1800)
+    snakemake(work, "--cores", "2", "results/analysis/hcc/logrank.tsv", BUNDLE, timeout=1800)
+    return work
+
+
+@pytest.fixture(scope="module")
+def apply_run(hcc_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The exported HCC bundle applied to the test cohort alone in a fresh folder."""
+    work = tmp_path_factory.mktemp("hcc_apply")
+    name, role, _, _ = TEST
+    write_cohort_sheet(work, [cohort_row(name, role, hcc_run / "data" / name, pipeline="hcc")])
+    config = yaml.safe_load((hcc_run / "config.yaml").read_text())
+    config["hcc"]["model"] = str(hcc_run / BUNDLE)
+    config["cohorts"] = str(work / "cohorts.tsv")
+    (work / "config.yaml").write_text(yaml.safe_dump(config))
+    snakemake(work, "--cores", "2", timeout=1800)
     return work
 
 
@@ -100,3 +117,38 @@ def test_outputs_of_every_stage(hcc_run: Path) -> None:
         assert (out / f"{fig}_te.png").stat().st_size > 0
     slide = next((hcc_run / "results/te/slides").iterdir())
     assert (slide / "nuclei_qc.png").stat().st_size > 0
+
+
+def test_bundle_applied_alone_reproduces_the_test_cohort(hcc_run: Path, apply_run: Path) -> None:
+    """No training cohort, fresh folder: the same slide scores, groups and risk rows."""
+    assert not (apply_run / "results/models/mil.pt").exists()
+
+    def rows(work: Path) -> list[str]:
+        lines = (work / "results/analysis/hcc/risk_scores.tsv").read_text().splitlines()
+        return [line for line in lines[1:] if line.endswith("\tte\ttest")]
+
+    assert rows(apply_run) == rows(hcc_run) and len(rows(hcc_run)) == TEST[3]
+    mil = "results/te/mil.tsv"
+    assert (apply_run / mil).read_bytes() == (hcc_run / mil).read_bytes()
+
+
+def test_cohort_without_outcome_is_scored_only(hcc_run: Path, tmp_path: Path) -> None:
+    """hcc_analysis --outcome-optional: MIL scores and groups, no survival tables."""
+    clinical = pd.read_csv(hcc_run / "data/te/clinical.tsv", sep="\t")
+    clinical.drop(columns=["rfs_months", "recurrence"]).to_csv(
+        tmp_path / "clinical.tsv", sep="\t", index=False
+    )
+    cohort = ["te", "test", str(hcc_run / "results/te/mil.tsv"), str(tmp_path / "clinical.tsv")]
+    command = [sys.executable, "-m", "histoprog", "hcc_analysis", "--cohort", *cohort,
+               str(hcc_run / "results/te/slides"), "--outcome-optional", "--out-dir",
+               str(tmp_path / "out")]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    assert "no outcome columns; MIL scores and groups only" in done.stderr
+    out = tmp_path / "out"
+    assert not (out / "logrank.tsv").exists() and (out / "gallery_te.png").is_file()
+    mine = pd.read_csv(out / "risk_scores.tsv", sep="\t")
+    fitted = pd.read_csv(hcc_run / "results/analysis/hcc/risk_scores.tsv", sep="\t")
+    fitted = fitted[fitted["cohort"] == "te"].reset_index(drop=True)
+    assert mine["rfs_months"].isna().all()
+    pd.testing.assert_series_equal(mine["mil_score"], fitted["mil_score"])
+    assert mine["mil_group"].tolist() == fitted["mil_group"].tolist()

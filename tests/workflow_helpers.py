@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -9,9 +10,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import yaml
 
 from histoprog.synth.cohort import generate_cohort
+from histoprog.synth.patches import write_patches
 from histoprog.synth.slide_writer import write_slide
 from histoprog.synth.spec import parse_spec
 
@@ -132,3 +135,72 @@ def write_dark_slide(path: Path) -> Path:
 def write_blank_slide(path: Path) -> Path:
     """A generic TIFF with resolution but no tissue."""
     return write_slide(path, BlankSource(), fmt="tiff", mpp=0.5, magnification=None)
+
+
+PER_CLASS = ("STR", "LYM", "HEP", "MUC", "DEB")  # classes with an infiltration threshold
+
+
+def load_default(key: str) -> dict:
+    """A section of the default config.yaml."""
+    return yaml.safe_load((ROOT / "config" / "config.yaml").read_text())[key]
+
+
+def features_cohort(folder: Path, name: str, seed: int, n: int = 150) -> dict[str, str]:
+    """A features-only CRLM cohort (feature x is prognostic) as a cohort-sheet row."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(size=n)
+    ids = [f"{name}{i}" for i in range(n)]
+    t_event = 50 * rng.exponential(size=n) / np.exp(1.5 * (x > 0.5))
+    t_censor = rng.uniform(30, 140, n)
+    clinical = pd.DataFrame(
+        {
+            "patient_id": ids,
+            "os_months": np.minimum(t_event, t_censor).round(2),
+            "os_event": (t_event <= t_censor).astype(int),
+            "crs": rng.integers(0, 6, n),
+            "age": rng.integers(40, 80, n),
+            "preop_chemo": rng.integers(0, 2, n),
+            "adjuvant_chemo": rng.integers(0, 2, n),
+        }
+    )
+    features = pd.DataFrame({"patient_id": ids, "feat_x": x, "feat_y": rng.normal(size=n)})
+    clinical.to_csv(folder / f"{name}_clinical.tsv", sep="\t", index=False)
+    features.to_csv(folder / f"{name}_features.tsv", sep="\t", index=False)
+    return {
+        "cohort": name,
+        "role": "discovery" if name == "disc" else "validation",
+        "features": str(folder / f"{name}_features.tsv"),
+        "clinical": str(folder / f"{name}_clinical.tsv"),
+    }
+
+
+def tiny_config(work: Path, **overrides: object) -> None:
+    """Config for a tiny run: 32 px tiles and patches, 1 epoch, fixed thresholds."""
+    for name, class_set, seed in (("crc", "crc", 1), ("crlm", "crlm", 2), ("test", "crlm", 3)):
+        write_patches(work / "patches" / name, class_set=class_set, n_per_class=6, seed=seed,
+                      size=32, mpp=3.5, jpeg_quality=None)  # fmt: skip
+    thresholds = work / "thresholds.json"
+    thresholds.write_text(json.dumps({"thresholds": dict.fromkeys(PER_CLASS, 3.0)}))
+    tissue = {
+        **load_default("tissue"),
+        "backbone": "resnet18",
+        "weights": "none",
+        "patches": {"crc": str(work / "patches/crc"), "crlm": str(work / "patches/crlm")},
+        "test_patches": {"crc": None, "crlm": str(work / "patches/test")},
+        "patch_stain": "none",
+        "tile_px": 32,
+        "epochs": 1,
+        "batch_size": 16,
+        "workers": 0,
+        "device": "cpu",
+        "gpu": 0,
+    }
+    tissue["classify"] = {**tissue["classify"], "workers": 0, "device": "cpu"}
+    crlm = {
+        **load_default("crlm"),
+        "infiltration_thresholds": str(thresholds),
+        "calibration_B": 10,
+        "clinical_factors": ["crs_high", "age"],
+    }
+    tile = {**load_default("tile"), "crlm": {"mpp": 3.5, "px": 32}}
+    write_config(work, **{"tile": tile, "tissue": tissue, "crlm": crlm, **overrides})

@@ -28,6 +28,7 @@ COMMANDS: tuple[str, ...] = (
     "sof_table",
     "geojson",
     "crlm_analysis",
+    "export_model",
     "train_unet",
     "nuclei",
     "train_mil",

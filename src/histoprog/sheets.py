@@ -239,10 +239,13 @@ def load_clinical(
     config: Mapping[str, Any],
     pipeline: str,
     role: str,
+    outcome_optional: bool = False,
 ) -> ClinicalCheck:
     """Read a clinical table and check every value of the columns the run uses.
 
     The columns and their kinds come from :func:`histoprog.clinical_values.run_columns`.
+    With ``outcome_optional`` (a cohort scored with a model bundle), a table with neither
+    outcome column needs only ``patient_id``: the cohort is scored, not analysed.
 
     Returns:
         The table and its patients with missing values (for ``exclusions.tsv``).
@@ -256,5 +259,8 @@ def load_clinical(
     require_columns(table, ["patient_id"], where, "add a patient_id column")
     validate_table(table, schema, where)
     require_unique(table, "patient_id", where)
+    outcome = config["clinical"][pipeline]
+    if outcome_optional and not {outcome["time"], outcome["event"]} & set(table.columns):
+        return check_values(table, (), where)
     columns = run_columns(config, pipeline, role, list(table.columns))
     return check_values(table, columns, where)

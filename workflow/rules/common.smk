@@ -9,6 +9,7 @@ from snakemake.logging import logger
 from snakemake.utils import validate
 
 from histoprog import sheets
+from histoprog.bundle import STAIN_TARGET, check_locked, flatten, read_bundle
 from histoprog.errors import InputError
 from histoprog.status import failure_summary
 
@@ -32,21 +33,28 @@ def _load_sheets():
             for name, row in cohort_table.iterrows()
             if row["slides"]
         }
+        scores_only = []
         for name, row in cohort_table.iterrows():
             if Path(row["clinical"]).is_file():
-                _report_missing(
-                    name,
-                    sheets.load_clinical(
-                        row["clinical"],
-                        SCHEMAS / "clinical.schema.yaml",
-                        config,
-                        row["pipeline"],
-                        row["role"],
-                    ).missing,
+                pipeline = row["pipeline"]
+                check = sheets.load_clinical(
+                    row["clinical"],
+                    SCHEMAS / "clinical.schema.yaml",
+                    config,
+                    pipeline,
+                    row["role"],
+                    outcome_optional=bool(config[pipeline]["model"]),
                 )
+                _report_missing(name, check.missing)
+                if config["clinical"][pipeline]["time"] not in check.table.columns:
+                    scores_only.append(name)
+                    logger.warning(
+                        f"cohort '{name}': its clinical table has no outcome columns; the "
+                        f"{pipeline} model bundle scores it (scores and risk groups only)"
+                    )
     except InputError as err:
         raise WorkflowError(str(err)) from None
-    return cohort_table, slide_tables
+    return cohort_table, slide_tables, scores_only
 
 
 def _report_missing(cohort, missing):
@@ -60,7 +68,8 @@ def _report_missing(cohort, missing):
         )
 
 
-COHORTS, SLIDES = _load_sheets()
+# SCORES_ONLY: cohorts without outcome columns, scored by a model bundle and not analysed
+COHORTS, SLIDES, SCORES_ONLY = _load_sheets()
 
 
 wildcard_constraints:
@@ -209,17 +218,80 @@ CRLM_COHORTS = [
 CRLM_DISCOVERY = [c for c in CRLM_COHORTS if COHORTS.loc[c, "role"] == "discovery"]
 CRLM_SLIDE_COHORTS = [c for c in CRLM_COHORTS if c in SLIDES]
 CRLM_OUT = "results/analysis/crlm"
+# the CRLM cohorts with an outcome: survival analyses, per-cohort tables and figures
+CRLM_ANALYSED = [c for c in CRLM_COHORTS if c not in SCORES_ONLY]
 # HCC: train cohorts train the MIL model; every HCC cohort with slides is scored
 HCC_COHORTS = slide_cohorts("hcc")
 HCC_TRAIN = [c for c in HCC_COHORTS if COHORTS.loc[c, "role"] == "train"]
 HCC_OUT = "results/analysis/hcc"
+HCC_ANALYSED = [c for c in HCC_COHORTS if c not in SCORES_ONLY]
+
+
+# Model bundles (config crlm.model / hcc.model): applied instead of fitting
+
+
+def _load_bundle(kind, fitting_role, fitting_cohorts):
+    """The checked bundle of config <kind>.model, or None (fit as usual); bad ones stop here."""
+    folder = config[kind]["model"]
+    if not folder:
+        return None
+    if fitting_cohorts:
+        raise WorkflowError(
+            f"config key {kind}.model is set, so nothing is fitted, but cohort(s) "
+            f"{fitting_cohorts} have role {fitting_role}. Fix: give them another role, or "
+            f"set {kind}.model: null to fit a model on them."
+        )
+    try:
+        bundle = read_bundle(folder, kind)
+        check_locked(bundle, flatten(config))
+    except InputError as err:
+        raise WorkflowError(str(err)) from None
+    if (
+        kind == "crlm"
+        and slide_cohorts("crlm")
+        and not bundle.path(CRLM_CLASSIFIER).is_file()
+    ):
+        raise WorkflowError(
+            f"config key crlm.model ({folder}): the bundle has no tissue classifier (the run "
+            "that exported it had no CRLM slides), so it cannot classify the slides of "
+            f"{slide_cohorts('crlm')}. Fix: apply it to feature tables only, or use a "
+            "bundle exported by a run with slides."
+        )
+    logger.info(f"{kind}: applying the model bundle {folder}; nothing is fitted")
+    if config["stain"]["target_image"]:
+        logger.warning(
+            f"{kind}: stain.target_image is ignored; the model bundle's own stain target is used"
+        )
+    return bundle
+
+
+# a CRLM bundle's tissue classifier (present when its discovery run had slides)
+CRLM_CLASSIFIER = "tissue_classifier.pt"
+CRLM_BUNDLE = _load_bundle("crlm", "discovery", CRLM_DISCOVERY)
+HCC_BUNDLE = _load_bundle("hcc", "train", HCC_TRAIN)
+
+
+def bundle_file(bundle, name, fitted):
+    """A model file: the bundle's copy when a bundle is applied, else the fitted one."""
+    return str(bundle.path(name)) if bundle else fitted
+
+
+def stain_target_arg(bundle):
+    """--target-image for the stages a model sees tiles through (bundle's target wins)."""
+    return (
+        optional_arg("--target-image", bundle.stain_target())
+        if bundle
+        else STAIN_TARGET_ARG
+    )
 
 
 # CRLM analysis helpers
 
 
 def infiltration_thresholds(wildcards=None):
-    """The thresholds file: config crlm.infiltration_thresholds, else the discovery fit."""
+    """The thresholds file: the bundle's, config crlm.infiltration_thresholds, or the fit."""
+    if CRLM_BUNDLE:
+        return str(CRLM_BUNDLE.path("infiltration_thresholds.json"))
     given = config["crlm"].get("infiltration_thresholds")
     if given:
         return given
@@ -250,16 +322,16 @@ def crlm_cohort_args(wildcards, input):
 def crlm_figures(name, caption, kind):
     """One report figure per CRLM cohort: category 'CRLM <kind>', the cohort below it."""
     kw = dict(caption=f"../report/{caption}", category=f"CRLM {kind}")
-    paths = {c: f"{CRLM_OUT}/{name}_{c}.png" for c in CRLM_COHORTS}
+    paths = {c: f"{CRLM_OUT}/{name}_{c}.png" for c in CRLM_ANALYSED}
     return [report(p, subcategory=c, **kw) for c, p in paths.items()]
 
 
 # HCC analysis helpers
 
 
-def hcc_figures(name, caption, subcategory):
-    """One report figure per HCC cohort."""
-    paths = [f"{HCC_OUT}/{name}_{c}.png" for c in HCC_COHORTS]
+def hcc_figures(name, caption, subcategory, cohorts=None):
+    """One report figure per HCC cohort (default: per cohort with an outcome)."""
+    paths = [f"{HCC_OUT}/{name}_{c}.png" for c in cohorts or HCC_ANALYSED]
     kw = dict(caption=f"../report/{caption}", category="HCC analysis")
     return [report(p, subcategory=subcategory, **kw) for p in paths]
 
@@ -298,3 +370,32 @@ def report_failed_slides():
             "slides.fail_run_on_failed_slides is true; fix or remove them, or set the key "
             "to false to accept a cohort without them"
         )
+
+
+# Model bundle export (models.smk)
+
+
+def _stain_target_files():
+    """The configured stain target image, copied into a bundle (none: the built-in one)."""
+    target = config["stain"]["target_image"]
+    if not target:
+        return {}
+    return {f"{STAIN_TARGET}{Path(target).suffix}": target}
+
+
+def _bundle_args(files, values):
+    """--file NAME=PATH per file and --values for `histoprog export_model`."""
+    args = " ".join(f"--file {name}={path!r}" for name, path in files.items())
+    return f"{args} --values {json.dumps(values)!r}"
+
+
+def crlm_bundle_files(wildcards=None):
+    """Files of the CRLM bundle: model tables; with CRLM slides, classifier and thresholds."""
+    files = {
+        "model_coefficients.tsv": f"{CRLM_OUT}/model_coefficients.tsv",
+        "cutpoints.tsv": f"{CRLM_OUT}/cutpoints.tsv",
+    }
+    if slide_cohorts("crlm"):
+        files[CRLM_CLASSIFIER] = "results/models/tissue_crlm.pt"
+        files["infiltration_thresholds.json"] = infiltration_thresholds()
+    return files | _stain_target_files()

@@ -12,13 +12,21 @@ HCC_INPUT_MPP = (
     * config["tile"]["hcc"]["px"]
     / HCC["mil"]["tile_px_in"]
 )
-# default targets: every HCC cohort's mil.tsv and the analysis (both need a training cohort)
+# tables of the survival analyses (written when an HCC cohort has an outcome)
+HCC_SURVIVAL_TABLES = (
+    ["km_groups", "logrank", "univariate_cox", "time_roc"] if HCC_ANALYSED else []
+)
+# default targets: every HCC cohort's mil.tsv and the analysis (both need a training
+# cohort or a model bundle)
 HCC_TARGETS = (
     [f"results/{c}/mil.tsv" for c in HCC_COHORTS]
-    + [f"{HCC_OUT}/{t}.tsv" for t in ("logrank", "univariate_cox", "time_roc")]
-    if HCC_TRAIN
+    + [f"{HCC_OUT}/{t}.tsv" for t in ["risk_scores"] + HCC_SURVIVAL_TABLES]
+    if HCC_TRAIN or HCC_BUNDLE
     else []
 )
+# the models the slides are scored with: the bundle's, or those trained here
+HCC_UNET = bundle_file(HCC_BUNDLE, "unet.pt", "results/models/unet.pt")
+HCC_MIL = bundle_file(HCC_BUNDLE, "mil.pt", "results/models/mil.pt")
 
 
 rule synth_nuclei:
@@ -89,7 +97,7 @@ rule nuclei:
         slide=slide_file,
         tiles=f"{SLIDE}/tiles.tsv",
         meta=f"{SLIDE}/tiles.json",
-        model="results/models/unet.pt",
+        model=HCC_UNET,
     output:
         bag=f"{SLIDE}/nuclei.npz",
         meta=f"{SLIDE}/nuclei.json",
@@ -111,7 +119,7 @@ rule nuclei:
         cfg=HCC["nuclei"],
         threads=HCC["threads"],
         device=HCC["device"],
-        target=STAIN_TARGET_ARG,
+        target=stain_target_arg(HCC_BUNDLE),
     shell:
         "python -m histoprog nuclei --slide {params.slide:q} --slide-id {wildcards.slide} "
         "--tiles {input.tiles} --tiles-meta {input.meta} --model {input.model} "
@@ -174,7 +182,7 @@ rule mil_score:
     input:
         bag=f"{SLIDE}/nuclei.npz",
         meta=f"{SLIDE}/nuclei.json",
-        model="results/models/mil.pt",
+        model=HCC_MIL,
     output:
         score=f"{SLIDE}/mil_score.json",
         tiles=f"{SLIDE}/mil_tiles.tsv",
@@ -230,21 +238,14 @@ rule hcc_analysis:
     output:
         tables=expand(
             f"{HCC_OUT}/{{name}}.tsv",
-            name=[
-                "risk_scores",
-                "km_groups",
-                "logrank",
-                "univariate_cox",
-                "time_roc",
-                "exclusions",
-            ],
+            name=["risk_scores", "exclusions"] + HCC_SURVIVAL_TABLES,
         ),
-        multivariate=expand(f"{HCC_OUT}/multivariate_{{c}}.tsv", c=HCC_COHORTS),
+        multivariate=expand(f"{HCC_OUT}/multivariate_{{c}}.tsv", c=HCC_ANALYSED),
         km=hcc_figures("km", "hcc_km.rst", "Kaplan-Meier"),
         forest=hcc_figures("forest", "hcc_forest.rst", "multivariate Cox"),
         roc=hcc_figures("time_roc", "hcc_time_roc.rst", "time-dependent AUC"),
         strata=hcc_figures("km_strata", "hcc_km_strata.rst", "clinical strata"),
-        gallery=hcc_figures("gallery", "hcc_gallery.rst", "tile gallery"),
+        gallery=hcc_figures("gallery", "hcc_gallery.rst", "tile gallery", HCC_COHORTS),
     log:
         "logs/hcc_analysis/hcc.log",
     benchmark:
@@ -261,8 +262,9 @@ rule hcc_analysis:
         event=config["clinical"]["hcc"]["event"],
         t=HCC["mil"]["t"],
         settings=json.dumps(HCC["analysis"]),
+        optional="--outcome-optional" if HCC_BUNDLE else "",
         out=lambda wc, output: os.path.dirname(output.tables[0]),
     shell:
         "python -m histoprog hcc_analysis {params.cohorts} --time {params.time} "
-        "--event {params.event} --t {params.t} --settings {params.settings:q} "
+        "--event {params.event} --t {params.t} --settings {params.settings:q} {params.optional} "
         "--out-dir {params.out} > {log} 2>&1"

@@ -20,7 +20,7 @@ rule stain:
     params:
         slide=slide_path,
         cfg=config["stain"],
-        target=STAIN_TARGET_ARG,
+        target=stain_target_arg(CRLM_BUNDLE),
     shell:
         "python -m histoprog stain --slide {params.slide:q} --slide-id {wildcards.slide} "
         "--tiles {input.tiles} --tiles-meta {input.meta} --fit {params.cfg[fit]} "

@@ -26,7 +26,7 @@ TISSUE_STAIN_ARGS = (
     f"--stain {TISSUE['patch_stain']} --alpha {config['stain']['alpha']} "
     f"--beta {config['stain']['beta']} --io {config['stain']['io']} {STAIN_TARGET_ARG}"
 ).rstrip()
-# when a CRLM cohort has slides: both models, evaluations of stages with a test folder
+# when a CRLM cohort has slides (and no bundle is applied): both models, evaluations of stages with a test folder
 # and the class grids of its slides (a features-only run trains nothing)
 TISSUE_TARGETS = (
     [f"results/models/tissue_{stage}.pt" for stage in TISSUE_STAGES]
@@ -35,9 +35,13 @@ TISSUE_TARGETS = (
         for stage in TISSUE_STAGES
         if TISSUE["test_patches"].get(stage)
     ]
-    if slide_cohorts("crlm")
+    if slide_cohorts("crlm") and not CRLM_BUNDLE
     else []
 ) + slide_outputs(slide_cohorts("crlm"), "class_counts.json")
+# the classifier the slides are classified with: the bundle's, or the one trained here
+TISSUE_CLASSIFIER = bundle_file(
+    CRLM_BUNDLE, CRLM_CLASSIFIER, "results/models/tissue_crlm.pt"
+)
 
 
 wildcard_constraints:
@@ -146,7 +150,7 @@ rule classify:
         tiles=f"{SLIDE}/tiles.tsv",
         meta=f"{SLIDE}/tiles.json",
         stain=f"{SLIDE}/stain.json",
-        model="results/models/tissue_crlm.pt",
+        model=TISSUE_CLASSIFIER,
     output:
         classes=f"{SLIDE}/classes.tsv",
         grid=f"{SLIDE}/class_grid.npy",
@@ -165,7 +169,7 @@ rule classify:
         gpu=TISSUE["gpu"],
     params:
         slide=slide_path,
-        target=STAIN_TARGET_ARG,
+        target=stain_target_arg(CRLM_BUNDLE),
         cfg=TISSUE["classify"],
     shell:
         "python -m histoprog classify --slide {params.slide:q} --slide-id {wildcards.slide} "

@@ -215,7 +215,7 @@ class CRLMResult:
 
     model: CRLMModel
     settings: CRLMSettings
-    discovery: str
+    discovery: str | None
     scored: dict[str, ScoredCohort]
     tables: dict[str, pd.DataFrame]
     multivariate: dict[str, pd.DataFrame]
@@ -247,24 +247,39 @@ def run_crlm(
     cohorts: Sequence[Cohort],
     s: CRLMSettings,
     thresholds: Mapping[str, float] | None = None,
+    model: CRLMModel | None = None,
 ) -> CRLMResult:
     """The whole CRLM analysis: fit on the one discovery cohort, apply to all cohorts.
 
+    With ``model`` (from a bundle, :meth:`CRLMModel.from_json`) nothing is fitted: every
+    cohort is scored and analysed with it, and the discovery-only tables are left out.
+    A cohort without outcome columns (``has_outcome`` false) is scored only: it has
+    ``risk_scores`` rows and a note, and no survival analyses or tables.
+
     Raises:
-        InputError: not exactly one discovery cohort, or any step's input error.
+        InputError: not exactly one discovery cohort (none with ``model``), or any step's
+            input error.
     """
     disc = [c for c in cohorts if c.role == "discovery"]
-    if len(disc) != 1:
+    if len(disc) != (0 if model is not None else 1):
         raise InputError(
             "cohort sheet",
-            f"the CRLM analysis needs exactly one discovery cohort, got {len(disc)} "
-            f"({format_ids([c.name for c in disc])})",
-            "set role: discovery on one crlm cohort and validation on the others",
+            f"the CRLM analysis needs {'no' if model is not None else 'exactly one'} "
+            f"discovery cohort, got {len(disc)} ({format_ids([c.name for c in disc])})",
+            "with crlm.model set, give every crlm cohort role validation"
+            if model is not None
+            else "set role: discovery on one crlm cohort and validation on the others",
         )
-    cohorts = [apply_horizon(c, s.outcome, s.horizon_months, s.horizon_policy) for c in cohorts]
-    discovery = next(c for c in cohorts if c.role == "discovery")
-    model, excl_fit = fit_discovery(discovery, s, thresholds)
-    excl = [c.exclusions for c in cohorts] + [excl_fit]
+    cohorts = [
+        apply_horizon(c, s.outcome, s.horizon_months, s.horizon_policy) if c.has_outcome else c
+        for c in cohorts
+    ]
+    excl = [c.exclusions for c in cohorts]
+    discovery = next((c for c in cohorts if c.role == "discovery"), None)
+    if discovery is not None:
+        model, excl_fit = fit_discovery(discovery, s, thresholds)
+        excl.append(excl_fit)
+    assert model is not None
     scored: dict[str, ScoredCohort] = {}
     survival: list[GroupSurvival] = []
     mv: dict[str, pd.DataFrame] = {}
@@ -275,6 +290,9 @@ def run_crlm(
         sc, ex = score_cohort(c, model, s)
         scored[c.name] = sc
         excl.append(ex)
+        if not c.has_outcome:
+            notes.append(f"cohort {c.name}: no outcome columns; scores and risk groups only")
+            continue
         t = sc.table
         survival.extend(_cohort_groups(sc, s))
         if sc.has_crs:
@@ -311,24 +329,49 @@ def run_crlm(
         )
         cal_rows.append(table)
         cal[c.name] = results
+    fitted = (
+        {
+            "cutpoints": model.tables["cutpoints"],
+            "univariate_cox": _with_clinical_univariate(model, scored[discovery.name], s),
+            "correlation": model.tables["correlation"],
+            "cutoff_scan": model.tables["cutoff_scan"],
+            "stepwise": model.step_path,
+            "model_coefficients": model.tables["model_coefficients"],
+        }
+        if discovery is not None
+        else {}
+    )
+    analysed = {name: sc for name, sc in scored.items() if name in curves}
+    survival_tables = (
+        {
+            "logrank": pd.concat([g.tests for g in survival], ignore_index=True),
+            "km_groups": pd.concat([g.groups for g in survival], ignore_index=True),
+            "time_roc": pd.concat(roc, ignore_index=True),
+            "time_roc_compare": pd.concat(roc_cmp, ignore_index=True),
+            "calibration": pd.concat(cal_rows, ignore_index=True),
+            **_descriptives(analysed, model, s),
+        }
+        if analysed
+        else {}
+    )
     tables = {
-        "cutpoints": model.tables["cutpoints"],
-        "univariate_cox": _with_clinical_univariate(model, scored[discovery.name], s),
-        "correlation": model.tables["correlation"],
-        "cutoff_scan": model.tables["cutoff_scan"],
-        "stepwise": model.step_path,
-        "model_coefficients": model.tables["model_coefficients"],
+        **fitted,
         "risk_scores": _risk_scores(scored, model, s),
-        "logrank": pd.concat([g.tests for g in survival], ignore_index=True),
-        "km_groups": pd.concat([g.groups for g in survival], ignore_index=True),
-        "time_roc": pd.concat(roc, ignore_index=True),
-        "time_roc_compare": pd.concat(roc_cmp, ignore_index=True),
-        "calibration": pd.concat(cal_rows, ignore_index=True),
         "exclusions": pd.concat([e for e in excl if not e.empty] or [excl[0]], ignore_index=True),
-        **_descriptives(scored, model, s),
+        **survival_tables,
     }
     return CRLMResult(
-        model, s, discovery.name, scored, tables, mv, uni, survival, curves, cal, notes
+        model,
+        s,
+        discovery.name if discovery else None,
+        scored,
+        tables,
+        mv,
+        uni,
+        survival,
+        curves,
+        cal,
+        notes,
     )
 
 
@@ -388,6 +431,9 @@ def _risk_scores(
         "grade_label",
     ]
     return pd.concat(
-        [sc.table[cols].assign(cohort=name)[["cohort", *cols]] for name, sc in scored.items()],
+        [
+            sc.table.reindex(columns=cols).assign(cohort=name)[["cohort", *cols]]
+            for name, sc in scored.items()
+        ],
         ignore_index=True,
     )

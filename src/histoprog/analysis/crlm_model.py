@@ -115,6 +115,22 @@ class CRLMModel:
         """The continuous features of the score (``selected`` without ``_high``)."""
         return [t.removesuffix(HIGH_SUFFIX) for t in self.selected]
 
+    @classmethod
+    def from_json(cls, record: Mapping[str, Any]) -> CRLMModel:
+        """The fitted numbers of a model.json (as :meth:`as_json` wrote them)."""
+        return cls(
+            cutpoints={k: float(v) for k, v in record["sof_cutpoints"].items()},
+            candidates=tuple(record["candidates"]),
+            collinear_dropped=tuple(record["collinear_dropped"]),
+            selected=tuple(record["selected_features"]),
+            coefficients={k: float(v) for k, v in record["coefficients"].items()},
+            cutoff=float(record["score_cutoff"]),
+            cutoff_p=float(record["score_cutoff_p"]),
+            thresholds=record.get("gmm_thresholds"),
+            tables={},
+            step_path=pd.DataFrame(),
+        )
+
     def as_json(self, s: CRLMSettings, discovery: str) -> dict[str, Any]:
         """The content of model.json."""
         return {

@@ -106,8 +106,17 @@ def _where(kind: str, path: str | os.PathLike[str], cohort: str) -> str:
     return f"{kind} '{path}' (cohort '{cohort}')"
 
 
-def read_clinical(path: str | os.PathLike[str], cohort: str, time: str, event: str) -> pd.DataFrame:
+def read_clinical(
+    path: str | os.PathLike[str],
+    cohort: str,
+    time: str,
+    event: str,
+    outcome_optional: bool = False,
+) -> pd.DataFrame:
     """Read a clinical table and check ids, outcome columns, times and events.
+
+    With ``outcome_optional`` (a cohort scored with a model bundle) a table with neither
+    outcome column is returned without them; one of the two alone is still an error.
 
     Raises:
         InputError: a missing file or column (listing the columns present), duplicated or
@@ -116,6 +125,10 @@ def read_clinical(path: str | os.PathLike[str], cohort: str, time: str, event: s
     """
     where = _where("clinical table", path, cohort)
     table = read_table(path, "clinical table")
+    if outcome_optional and not {time, event} & set(table.columns):
+        require_columns(table, ["patient_id"], where, "add a patient_id column")
+        _check_ids(table, where)
+        return table
     require_columns(
         table,
         ["patient_id", time, event],
@@ -246,6 +259,7 @@ class Cohort:
         data: one row per patient: ``patient_id``, the clinical columns, the features.
         features: the feature column names.
         exclusions: patients left out so far (``EXCLUSION_COLUMNS``).
+        has_outcome: false for a cohort without outcome columns (scored, not analysed).
     """
 
     name: str
@@ -253,6 +267,7 @@ class Cohort:
     data: pd.DataFrame
     features: tuple[str, ...]
     exclusions: pd.DataFrame
+    has_outcome: bool = True
 
 
 def load_cohort(
@@ -263,11 +278,13 @@ def load_cohort(
     time: str,
     event: str,
     features: Sequence[str] | None = None,
+    outcome_optional: bool = False,
 ) -> Cohort:
     """Read, check and join a cohort's feature and clinical tables (inner join on patient).
 
     Patients with features but no clinical row, and clinical rows without features (or
-    whose slides all failed), are recorded in ``exclusions``.
+    whose slides all failed), are recorded in ``exclusions``. ``outcome_optional``: see
+    :func:`read_clinical`.
 
     Raises:
         InputError: see :func:`read_clinical` and :func:`read_features`; a column in both
@@ -277,7 +294,7 @@ def load_cohort(
         raise InputError(
             f"cohort '{name}'", f"role {role!r} is not analysed", "use discovery or validation"
         )
-    clinical = read_clinical(clinical_path, name, time, event)
+    clinical = read_clinical(clinical_path, name, time, event, outcome_optional)
     feats, names, excluded = read_features(features_path, name, features)
     both = sorted(set(names) & (set(clinical.columns) - {"patient_id"}))
     if both:
@@ -303,4 +320,4 @@ def load_cohort(
             "check that both tables use the same patient ids",
         )
     excl = pd.concat([p for p in parts if not p.empty] or [parts[0]], ignore_index=True)
-    return Cohort(name, role, data, tuple(names), excl)
+    return Cohort(name, role, data, tuple(names), excl, time in data.columns)

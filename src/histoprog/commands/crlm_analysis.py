@@ -9,14 +9,17 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from histoprog.analysis.crlm import CRLMResult, run_crlm
+from histoprog.analysis.crlm_model import CRLMModel
 from histoprog.analysis.crlm_settings import CRLMSettings
 from histoprog.analysis.features import load_cohort
+from histoprog.bundle import read_bundle
 from histoprog.errors import InputError
 from histoprog.io import read_json, save_figure, write_json, write_tsv
 from histoprog.thresholds import load_thresholds
@@ -75,6 +78,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--settings", default="{}", help="crlm settings as JSON text, or a JSON file path"
     )
     parser.add_argument("--thresholds", default=None, help="infiltration thresholds JSON")
+    parser.add_argument(
+        "--bundle",
+        default=None,
+        help="a CRLM model bundle (config crlm.model): apply it to every cohort, fit nothing",
+    )
     parser.add_argument("--out-dir", required=True)
     parser.set_defaults(func=run)
 
@@ -90,15 +98,56 @@ def parse_settings(text: str, time: str, event: str) -> CRLMSettings:
     return CRLMSettings.from_mapping({**values, "time": time, "event": event})
 
 
+HORIZON_KEYS = ("horizon_months", "horizon_policy")
+"""Analysis settings a bundle fixes: they change the outcome the score was fitted to."""
+
+
+def bundled_model(folder: str, settings: CRLMSettings) -> tuple[CRLMModel, CRLMSettings]:
+    """The bundle's model, and the settings with the bundle's horizon (logged when it wins)."""
+    bundle = read_bundle(folder, "crlm")
+    fitted = bundle.record["model"]
+    horizon = {k: fitted["settings"][k] for k in HORIZON_KEYS}
+    for key, value in horizon.items():
+        if getattr(settings, key) != value:
+            log.warning(
+                "crlm.%s is %r but the model bundle was fitted with %r: the bundle's value is used",
+                key,
+                getattr(settings, key),
+                value,
+            )
+    return CRLMModel.from_json(fitted), replace(settings, **horizon)
+
+
 def run(args: argparse.Namespace) -> None:
-    """Load the cohorts, run the analysis, write everything."""
+    """Load the cohorts, run the analysis (fit, or apply a bundle), write everything."""
     settings = parse_settings(args.settings, args.time, args.event)
     thresholds = load_thresholds(args.thresholds) if args.thresholds else None
+    model = None
+    if args.bundle:
+        model, settings = bundled_model(args.bundle, settings)
+        log.info("applying the model bundle %s (nothing is fitted)", args.bundle)
     cohorts = [
-        load_cohort(name, role, feats, clin, settings.time, settings.event, settings.features)
+        load_cohort(
+            name,
+            role,
+            feats,
+            clin,
+            settings.time,
+            settings.event,
+            settings.features,
+            outcome_optional=model is not None,
+        )
         for name, role, feats, clin in args.cohort
     ]
-    result = run_crlm(cohorts, settings, thresholds)
+    for c in cohorts:
+        if not c.has_outcome:
+            log.warning(
+                "cohort %s has no outcome columns (%s, %s): scores and risk groups only",
+                c.name,
+                settings.time,
+                settings.event,
+            )
+    result = run_crlm(cohorts, settings, thresholds, model)
     write_outputs(result, Path(args.out_dir))
     ex = result.tables["exclusions"]
     for name, sc in result.scored.items():
@@ -127,28 +176,30 @@ def write_outputs(result: CRLMResult, out: Path) -> None:
     from histoprog.plots import survival as plots
 
     for name in TABLES:
-        write_tsv(out / f"{name}.tsv", result.tables[name])
+        if name in result.tables:
+            write_tsv(out / f"{name}.tsv", result.tables[name])
     for cohort, table in result.multivariate.items():
         write_tsv(out / f"multivariate_{cohort}.tsv", table)
     for cohort, table in result.validation_univariate.items():
         write_tsv(out / f"univariate_cox_{cohort}.tsv", table)
-    write_json(out / "model.json", _clean(result.model_json()))
     s = result.settings
-    usable = result.tables["cutpoints"]
-    usable = usable.loc[usable["status"] == "ok", "feature"].tolist()
-    save_figure(
-        out / "correlation_heatmap.png",
-        plots.correlation_heatmap(
-            result.tables["correlation"],
-            usable,
-            f"Pearson r of SOFs, discovery cohort {result.discovery} "
-            f"(boxes: |r| > {s.collinearity_r:g})",
-            s.collinearity_r,
-        ),
-        dpi=120,
-    )
+    if result.discovery is not None:
+        write_json(out / "model.json", _clean(result.model_json()))
+        usable = result.tables["cutpoints"]
+        usable = usable.loc[usable["status"] == "ok", "feature"].tolist()
+        save_figure(
+            out / "correlation_heatmap.png",
+            plots.correlation_heatmap(
+                result.tables["correlation"],
+                usable,
+                f"Pearson r of SOFs, discovery cohort {result.discovery} "
+                f"(boxes: |r| > {s.collinearity_r:g})",
+                s.collinearity_r,
+            ),
+            dpi=120,
+        )
     by_key = {(g.cohort, g.analysis, g.subset): g for g in result.survival}
-    for cohort in result.scored:
+    for cohort in result.roc_curves:  # the cohorts with an outcome
         risk = by_key[(cohort, "sof_risk_group", "all")]
         scored = result.scored[cohort].table["patient_id"]
         n_left, why = plots.left_out(result.tables["exclusions"], cohort, scored)

@@ -20,7 +20,13 @@ import pandas as pd
 
 from histoprog.analysis.features import read_clinical
 from histoprog.errors import InputError
-from histoprog.hcc.analysis import HCCCohortResult, HCCSettings, analyse_cohort, gallery_tiles
+from histoprog.hcc.analysis import (
+    HCCCohortResult,
+    HCCSettings,
+    analyse_cohort,
+    gallery_tiles,
+    scored_patients,
+)
 from histoprog.hcc.bags import Bag
 from histoprog.io import save_figure, write_tsv
 from histoprog.plots.hcc import tile_gallery
@@ -56,6 +62,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--t", type=float, default=None, help="MIL threshold (default 0.4457)")
     parser.add_argument(
         "--settings", default="{}", help="hcc.analysis settings as JSON text (see config)"
+    )
+    parser.add_argument(
+        "--outcome-optional",
+        action="store_true",
+        help="a cohort whose clinical table has no outcome columns is scored only "
+        "(a model bundle is applied)",
     )
     parser.add_argument("--out-dir", required=True)
     parser.set_defaults(func=run)
@@ -128,7 +140,16 @@ def run(args: argparse.Namespace) -> None:
     tables: dict[str, list[pd.DataFrame]] = {k: [] for k in TABLES}
     for name, role, mil_path, clinical_path, slide_dir in args.cohort:
         mil = read_table(mil_path, "MIL table")
-        clinical = read_clinical(clinical_path, name, s.time, s.event)
+        clinical = read_clinical(clinical_path, name, s.time, s.event, args.outcome_optional)
+        save_figure(out / f"gallery_{name}.png", gallery_figure(name, mil, slide_dir, n_gallery),
+                    dpi=100)  # fmt: skip
+        if s.time not in clinical.columns:
+            data, excl = scored_patients(name, mil, clinical, s.t)
+            cols = ["patient_id", s.time, s.event, "mil_score", "mil_high", "mil_group"]
+            tables["risk_scores"].append(data.reindex(columns=cols).assign(cohort=name, role=role))
+            tables["exclusions"].append(excl)
+            log.warning("cohort %s: no outcome columns; MIL scores and groups only", name)
+            continue
         res = analyse_cohort(name, mil, clinical, s)
         cols = ["patient_id", s.time, s.event, "mil_score", "mil_high", "mil_group", *res.factors]
         tables["risk_scores"].append(res.data[cols].assign(cohort=name, role=role))
@@ -139,10 +160,9 @@ def run(args: argparse.Namespace) -> None:
         tables["exclusions"].append(res.exclusions)
         write_tsv(out / f"multivariate_{name}.tsv", res.multivariate)
         write_cohort_figures(res, out, s)
-        save_figure(out / f"gallery_{name}.png", gallery_figure(name, mil, slide_dir, n_gallery),
-                    dpi=100)  # fmt: skip
         main = res.km.tests.iloc[0]
         log.info("cohort %s: %d patients, MIL groups log-rank p = %.4g, HR %.2f", name,
                  len(res.data), main["p"], main["hr"])  # fmt: skip
     for key, parts in tables.items():
-        write_tsv(out / f"{key}.tsv", pd.concat(parts, ignore_index=True))
+        if parts:  # only risk_scores and exclusions when no cohort has an outcome
+            write_tsv(out / f"{key}.tsv", pd.concat(parts, ignore_index=True))

@@ -144,6 +144,31 @@ def _roc(data: pd.DataFrame, markers: Sequence[str], s: HCCSettings) -> tuple[pd
     return table, list(res.values())
 
 
+def scored_patients(
+    name: str, mil: pd.DataFrame, clinical: pd.DataFrame, t: float
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The clinical rows joined to the patients' MIL scores and groups at ``t``.
+
+    Returns:
+        (the joined table, exclusion rows of clinical patients without a score).
+
+    Raises:
+        InputError: no patient has both a MIL score and a clinical row.
+    """
+    scores = patient_scores(mil, t)
+    clinical = clinical.assign(patient_id=clinical["patient_id"].astype(str))
+    data = clinical.merge(scores, on="patient_id", how="inner")
+    missing = sorted(set(clinical["patient_id"]) - set(scores["patient_id"]))
+    excl = exclusions(name, missing, "input", "no MIL score (no slide, or every slide failed)")
+    if data.empty:
+        raise InputError(
+            f"MIL table of cohort '{name}'",
+            "shares no patient_id with the clinical table (or every slide failed)",
+            "check the slide table's patient_id column against the clinical table",
+        )
+    return data, excl
+
+
 def analyse_cohort(
     name: str, mil: pd.DataFrame, clinical: pd.DataFrame, s: HCCSettings
 ) -> HCCCohortResult:
@@ -153,17 +178,7 @@ def analyse_cohort(
         InputError: no patient with both a MIL score and a clinical row, or bad factors.
     """
     where = f"cohort '{name}'"
-    scores = patient_scores(mil, s.t)
-    clinical = clinical.assign(patient_id=clinical["patient_id"].astype(str))
-    data = clinical.merge(scores, on="patient_id", how="inner")
-    missing = sorted(set(clinical["patient_id"]) - set(scores["patient_id"]))
-    excl = exclusions(name, missing, "input", "no MIL score (no slide, or every slide failed)")
-    if data.empty:
-        raise InputError(
-            f"MIL table of {where}",
-            "shares no patient_id with the clinical table (or every slide failed)",
-            "check the slide table's patient_id column against the clinical table",
-        )
+    data, excl = scored_patients(name, mil, clinical, s.t)
     design, factors = derive_factors(data, s.clinical_factors, where)
     data = pd.concat([data.drop(columns=[c for c in factors if c in data]), design], axis=1)
     km = group_survival(
