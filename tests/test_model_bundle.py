@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -181,6 +183,7 @@ def test_apply_run_classifies_slides_with_the_bundle(runs: tuple[Path, Path]) ->
         grid = np.load(slide / "class_grid.npy")
         np.testing.assert_array_equal(np.load(other / "class_grid.npy"), grid)
         assert (other / "classes.tsv").read_bytes() == (slide / "classes.tsv").read_bytes()
+        assert json.loads((other / "annotations.geojson").read_text())["features"]
     assert (apply / "results/qc/sof.tsv").read_bytes() == (fit / "results/qc/sof.tsv").read_bytes()
 
 
@@ -240,3 +243,20 @@ def test_only_cohorts_without_outcome_are_scored(runs: tuple[Path, Path], tmp_pa
     theirs = pd.read_csv(fit / "results/analysis/crlm/risk_scores.tsv", sep="\t")
     theirs = theirs[theirs["cohort"] == "vali"].reset_index(drop=True)
     assert mine["risk_group"].tolist() == theirs["risk_group"].tolist()
+
+
+@pytest.mark.workflow
+def test_cohort_lacking_a_model_feature_is_refused(runs: tuple[Path, Path], tmp_path: Path) -> None:
+    fit, _ = runs
+    model = json.loads((fit / "results/analysis/crlm/model.json").read_text())
+    needed = model["selected_features"][0].removesuffix("_high")
+    row = features_cohort(tmp_path, "vali", 2)
+    feats = pd.read_csv(row["features"], sep="\t").drop(columns=[needed])
+    feats.to_csv(row["features"], sep="\t", index=False)
+    bundle = str(fit / "results/models/crlm_model")
+    command = [sys.executable, "-m", "histoprog", "crlm_analysis", "--cohort", "vali",
+               "validation", row["features"], row["clinical"], "--bundle", bundle,
+               "--out-dir", str(tmp_path / "out")]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 2
+    assert f"lacks the model feature(s) ['{needed}']" in done.stderr

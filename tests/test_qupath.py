@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
 from pathlib import Path
 
 import geojson
@@ -21,7 +19,6 @@ from qubalab.objects.image_feature import ImageFeature
 from qubalab.objects.object_type import ObjectType
 from shapely.geometry import Point, box, shape
 from shapely.ops import unary_union
-from workflow_helpers import ROOT, snakemake_env
 
 from histoprog import slides
 from histoprog.classes import CLASSES
@@ -352,23 +349,3 @@ def test_mask_outline_is_valid_with_holes_and_corner_contacts(seed):
     assert len(shape(region_geometry(pinched, (0, 0), 1)).interiors) == 1
     assert shape(region_geometry(diagonal, (0, 0), 1)).geom_type == "MultiPolygon"
     assert region_geometry(np.zeros((3, 3), bool), (0, 0), 1) is None
-
-
-def test_default_dry_run_plans_a_geojson_for_every_slide():
-    dry = subprocess.run(
-        [str(Path(os.sys.executable).parent / "snakemake"), "-n", "--quiet", "rules"],
-        cwd=ROOT, capture_output=True, text=True, env=snakemake_env(), timeout=600,
-    )  # fmt: skip
-    assert dry.returncode == 0, dry.stderr
-    counts = {}
-    for line in dry.stdout.splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[1].isdigit():
-            counts[parts[0]] = int(parts[1])
-    cohorts = pd.read_csv(ROOT / "config/cohorts.tsv", sep="\t")
-    n_slides = {
-        pipeline: sum(len(pd.read_csv(ROOT / "config" / s, sep="\t")) for s in group["slides"])
-        for pipeline, group in cohorts.groupby("pipeline")
-    }
-    assert counts.get("geojson") == counts.get("classify") == n_slides["crlm"], counts
-    assert counts.get("geojson_hcc") == counts.get("mil_score") == n_slides["hcc"], counts

@@ -262,3 +262,5 @@ def test_lint_and_default_dry_run_lists_every_demo_slide():
     assert counts.get("tile") == slides["crlm"] + slides["hcc"], counts
     assert counts.get("stain") == counts.get("classify") == slides["crlm"], counts
     assert counts.get("nuclei") == counts.get("mil_score") == slides["hcc"], counts
+    assert counts.get("geojson") == slides["crlm"] and counts.get("geojson_hcc") == slides["hcc"]
+    assert counts.get("crlm_model_bundle") == counts.get("hcc_model_bundle") == 1, counts

@@ -1,12 +1,12 @@
 # QuPath GeoJSON per slide (annotations.geojson; contract in results/README.md): CRLM
 # slides after classify (tiles by tissue class, the tumour region, infiltrating/distal
 # zones), HCC slides after mil_score (bag tiles with their MIL logits). Uses REGION_ARGS
-# from sof.smk; the HCC rule runs only where a training cohort gives a MIL model.
+# from sof.smk; the HCC rule runs only where a training cohort or bundle gives a MIL model.
 
 # default targets: every slide of every CRLM cohort, and of every HCC cohort when a
-# training cohort exists (as for HCC_TARGETS)
+# training cohort or a model bundle gives a MIL model (as for HCC_TARGETS)
 GEOJSON_TARGETS = slide_outputs(slide_cohorts("crlm"), "annotations.geojson") + (
-    slide_outputs(HCC_COHORTS, "annotations.geojson") if HCC_TRAIN else []
+    slide_outputs(HCC_COHORTS, "annotations.geojson") if HCC_TRAIN or HCC_BUNDLE else []
 )
 # the infiltration thresholds (zones) when the run has them (infiltration_thresholds in
 # common.smk decides where they come from); without them the files have no zones
