@@ -62,6 +62,9 @@ SOF_EFFECT = 2.0
 MIN_AGREEMENT = 0.92
 #: least accuracy on the independent generated test patches
 MIN_PATCH_ACCURACY = 0.93
+BUNDLE = "results/models/crlm_model"
+#: validation slides the exported bundle is applied to in a second run
+APPLIED_SLIDES = 4
 
 
 def demo_settings() -> dict:
@@ -101,8 +104,36 @@ def planted_run(tmp_path_factory):
     targets = [
         "results/analysis/crlm/model.json",
         "results/models/evaluation/tissue_crlm/metrics.tsv",
+        BUNDLE,
     ]
     snakemake(work, "--cores", "2", *targets, timeout=5400)
+    return work
+
+
+@pytest.fixture(scope="module")
+def apply_run(planted_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The exported bundle applied, in a fresh folder, to the first validation slides alone.
+
+    Their clinical table lacks the outcome columns (a partner site without follow-up),
+    so the run scores them and analyses nothing; a patient's score depends only on their
+    slide and the model, so it must equal the fitting run's.
+    """
+    work = tmp_path_factory.mktemp("planted_apply")
+    data = planted_run / "data" / "validation"
+    slides = pd.read_csv(data / "slides.tsv", sep="\t").head(APPLIED_SLIDES)
+    slides.to_csv(data / "slides_applied.tsv", sep="\t", index=False)
+    clinical = pd.read_csv(data / "clinical.tsv", sep="\t")
+    clinical.drop(columns=["os_months", "os_event"]).to_csv(
+        data / "clinical_applied.tsv", sep="\t", index=False
+    )
+    row = {"cohort": "partner", "role": "validation", "pipeline": "crlm",
+           "slides": str(data / "slides_applied.tsv"),
+           "clinical": str(data / "clinical_applied.tsv")}  # fmt: skip
+    write_cohort_sheet(work, [row])
+    settings = demo_settings()
+    settings["crlm"]["model"] = str(planted_run / BUNDLE)
+    write_config(work, **settings)
+    snakemake(work, "--cores", "2", timeout=1800)
     return work
 
 
@@ -143,3 +174,25 @@ def test_validation_risk_groups_differ(planted_run: Path) -> None:
     n_excluded = int((excluded.cohort == "validation").sum())  # e.g. insufficient_tumour
     assert row.n == N_PATIENTS - n_excluded and n_excluded <= N_PATIENTS // 5
     assert row.p < 0.05 and row.hr > 1, row.to_dict()
+
+
+def test_bundle_applied_to_slides_gives_the_same_scores_and_groups(
+    planted_run: Path, apply_run: Path
+) -> None:
+    """Slides -> tiles -> classes -> SOFs -> score with the bundle alone, as text."""
+    assert not (apply_run / "results/models/tissue_crlm.pt").exists()  # nothing trained
+
+    def score_and_group(work: Path, cohort: str) -> dict[str, tuple[str, str]]:
+        table = pd.read_csv(work / "results/analysis/crlm/risk_scores.tsv", sep="\t", dtype=str)
+        table = table[table["cohort"] == cohort]
+        pairs = zip(table["score"], table["risk_group"], strict=True)
+        return dict(zip(table["patient_id"], pairs, strict=True))
+
+    fitted = score_and_group(planted_run, "validation")
+    ids = pd.read_csv(planted_run / "data/validation/slides_applied.tsv", sep="\t")["patient_id"]
+    expected = {pid: fitted[pid] for pid in ids if pid in fitted}  # same exclusions
+    assert expected and score_and_group(apply_run, "partner") == expected
+    for slide in sorted((apply_run / "results/partner/slides").iterdir()):
+        fit_slide = planted_run / "results/validation/slides" / slide.name
+        assert (slide / "classes.tsv").read_bytes() == (fit_slide / "classes.tsv").read_bytes()
+        assert (slide / "annotations.geojson").is_file()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from pathlib import Path
 from typing import Any
 
 from histoprog.bundle import KINDS, write_bundle
@@ -62,5 +63,10 @@ def run(args: argparse.Namespace) -> None:
     for key, path in _pairs(args.record, "--record").items():
         record[key] = read_json(path)
     files = _pairs(args.file, "--file")
+    for name, path in files.items():
+        if not Path(path).is_file():
+            raise InputError(
+                f"--file {name}={path}", "the file does not exist", "run the step that writes it"
+            )
     folder = write_bundle(args.out, args.kind, files, json.loads(args.locked), record)
     log.info("wrote the %s model bundle %s (%d files)", args.kind, folder, len(files))
