@@ -141,16 +141,16 @@ def run(args: argparse.Namespace) -> None:
     for name, role, mil_path, clinical_path, slide_dir in args.cohort:
         mil = read_table(mil_path, "MIL table")
         clinical = read_clinical(clinical_path, name, s.time, s.event, args.outcome_optional)
+        res = analyse_cohort(name, mil, clinical, s) if s.time in clinical.columns else None
         save_figure(out / f"gallery_{name}.png", gallery_figure(name, mil, slide_dir, n_gallery),
                     dpi=100)  # fmt: skip
-        if s.time not in clinical.columns:
+        if res is None:
             data, excl = scored_patients(name, mil, clinical, s.t)
             cols = ["patient_id", s.time, s.event, "mil_score", "mil_high", "mil_group"]
             tables["risk_scores"].append(data.reindex(columns=cols).assign(cohort=name, role=role))
             tables["exclusions"].append(excl)
             log.warning("cohort %s: no outcome columns; MIL scores and groups only", name)
             continue
-        res = analyse_cohort(name, mil, clinical, s)
         cols = ["patient_id", s.time, s.event, "mil_score", "mil_high", "mil_group", *res.factors]
         tables["risk_scores"].append(res.data[cols].assign(cohort=name, role=role))
         tables["km_groups"].append(pd.concat([res.km.groups, *(g.groups for g in res.strata)]))
