@@ -11,7 +11,6 @@ format is newer than this code, or that belongs to the other pipeline;
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from histoprog.errors import InputError
-from histoprog.io import read_json, write_json
+from histoprog.io import file_sha256, read_json, write_json
 from histoprog.provenance import versions
 
 __all__ = [
@@ -73,14 +72,6 @@ LOCKED = {
 """Config keys (and sections) a bundle locks: the settings its numbers were measured at."""
 STAIN_TARGET = "stain_target"
 """bundle.json entry naming the bundle's stain target image (absent: the built-in one)."""
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -163,7 +154,7 @@ def write_bundle(
             },
         )
         names = sorted([*files, RECORD])
-        write_json(tmp / MANIFEST, {"files": {n: _sha256(tmp / n) for n in names}})
+        write_json(tmp / MANIFEST, {"files": {n: file_sha256(tmp / n) for n in names}})
         os.chmod(tmp, 0o755)
         if folder.exists():
             shutil.rmtree(folder)
@@ -203,7 +194,7 @@ def read_bundle(folder: str | os.PathLike[str], kind: str) -> Bundle:
                 "is listed in the manifest but missing",
                 "copy the whole bundle folder as it was exported",
             )
-        if _sha256(path) != digest:
+        if file_sha256(path) != digest:
             raise InputError(
                 f"model bundle file {path}",
                 "was changed after export (its sha256 differs from MANIFEST.json)",

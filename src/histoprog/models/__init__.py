@@ -7,12 +7,8 @@
 * :mod:`.checkpoint`: save/load with metadata and checks.
 """
 
-from histoprog.models.checkpoint import (
-    architecture_of,
-    file_sha256,
-    load_checkpoint,
-    save_checkpoint,
-)
+from histoprog.io import file_sha256
+from histoprog.models.checkpoint import architecture_of, load_checkpoint, save_checkpoint
 from histoprog.models.mil import (
     MilLoss,
     build_mil_mobilenet,

@@ -17,7 +17,6 @@ Kinds and their ``architecture`` keys (see :func:`architecture_of`):
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -31,7 +30,7 @@ from torch import nn
 
 import histoprog
 from histoprog.errors import InputError
-from histoprog.io import atomic_path
+from histoprog.io import atomic_path, file_sha256
 
 FORMAT = "histoprog-checkpoint"
 FORMAT_VERSION = 1
@@ -274,15 +273,6 @@ def load_checkpoint(
     metadata["sha256"] = file_sha256(path)
     model.init_source = f"checkpoint:{path}"
     return model.eval(), metadata
-
-
-def file_sha256(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file (model provenance in per-slide outputs)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(chunk_size), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _plain(value: Mapping[str, Any]) -> dict[str, Any]:
