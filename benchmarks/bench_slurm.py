@@ -73,7 +73,7 @@ def run_workflow(work: Path, extra: list[str]) -> tuple[float, str]:
     command = [
         sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"),
         "--directory", str(work), "--configfile", str(work / "config.yaml"),
-        *extra, "results/bench/slide_status.tsv",
+        *extra, "--", "results/bench/slide_status.tsv",
     ]  # fmt: skip
     started = time.perf_counter()
     run = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True)
@@ -118,6 +118,15 @@ def main() -> None:
     parser.add_argument("--slides", type=int, default=16)
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--init-seconds", type=int, default=2)
+    parser.add_argument(
+        "--group-cores",
+        type=int,
+        default=1,
+        help="CPUs of one group job: the most threads of a grouped stage (tile, stain: 1)",
+    )
+    parser.add_argument(
+        "--slides-per-job", type=int, default=8, help="slides per Slurm job (group `slide`)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the working dirs")
     parser.add_argument(
         "--slurm-first", action="store_true", help="run through Slurm first, then locally"
@@ -159,6 +168,11 @@ def main() -> None:
                 str(ROOT / "profiles" / "slurm"),
                 "--slurm-init-seconds-before-status-checks",
                 str(args.init_seconds),
+                "--slurm-keep-successful-logs",
+                "--cores",
+                str(args.group_cores),
+                "--group-components",
+                f"slide={args.slides_per_job}",
             ],
         )
         n_jobs, job_s = slurm_job_seconds(log)
