@@ -304,3 +304,35 @@ def test_per_tile_stain_fit(slide_dir: Path, tmp_path: Path) -> None:
     counts = json.loads((tmp_path / "class_counts.json").read_text())
     assert counts["status"] == "ok" and counts["n_classified"] == 48
     assert 0 <= counts["n_stain_fit_failed"] < 48
+
+
+def test_stain_on_device_gives_the_same_probabilities(slide_dir: Path) -> None:
+    """Normalising batches in the main process (as on a GPU) equals the workers' numpy path."""
+    from histoprog.inference import predict_tiles
+    from histoprog.slides import ReadPlan
+    from histoprog.stain import MacenkoParams
+
+    meta = json.loads((slide_dir / "tiles.json").read_text())
+    stain = json.loads((slide_dir / "stain.json").read_text())
+    xy = pd.read_csv(slide_dir / "tiles.tsv", sep="\t")[["x", "y"]].to_numpy()[:24]
+    torch.manual_seed(0)
+    model = build_tissue_classifier(len(CLASSES), backbone="resnet18", weights=None)
+    preds = {}
+    for on_device in (False, True):
+        dataset = data.SlideTiles(
+            (slide_dir / "slide").read_text(), "cmu1", ReadPlan(**meta["read"]), xy,
+            MacenkoNormalizer(None, TORCHSTAIN_BACKGROUND_INTENSITY),
+            MacenkoParams.from_dict(stain["params"]),
+        )  # fmt: skip
+        preds[on_device] = predict_tiles(
+            model, dataset, batch_size=8, workers=1, device=torch.device("cpu"),
+            mean=data.IMAGENET_MEAN, std=data.IMAGENET_STD, stain_on_device=on_device,
+        )  # fmt: skip
+        assert dataset.stain_in_workers  # restored for the next use
+    # the moved transform: raw tiles from the dataset, normalised by the returned function
+    assert dataset.move_stain_to(torch.device("cpu")) is not None and not dataset.stain_in_workers
+    raw = dataset[0][0]
+    dataset.stain_in_workers = True
+    assert not torch.equal(raw, dataset[0][0])
+    assert preds[True].read_ok.all() and preds[True].stain_ok.all()
+    np.testing.assert_array_equal(preds[True].probs, preds[False].probs)

@@ -1,11 +1,14 @@
 import dataclasses
 import math
 
+import numpy as np
 import pytest
 from conftest import shared_file
+from PIL import Image
 
 from histoprog import resolution, slides
 from histoprog.errors import SlideError
+from histoprog.slides import rgba_to_rgb
 
 
 def make_info(mpp: float, downsamples: tuple[float, ...], size: int = 40_000) -> slides.SlideInfo:
@@ -171,3 +174,15 @@ def test_implausible_or_contradicted_resolution_fails_the_slide(info, sheet, mes
 )
 def test_agreeing_or_uncomparable_resolution_passes(source, mpp, sheet):
     resolution.check_slide_mpp(with_mpp(mpp, source), sheet, "S")
+
+
+def test_rgba_to_rgb_whitens_transparent_pixels_and_keeps_opaque_ones():
+    rng = np.random.default_rng(0)
+    rgba = rng.integers(0, 256, (8, 8, 4), dtype=np.uint8)
+    rgba[..., 3] = 255
+    opaque = Image.fromarray(rgba, "RGBA")
+    np.testing.assert_array_equal(np.asarray(rgba_to_rgb(opaque)), rgba[..., :3])
+    rgba[:4, :, 3] = 0  # outside the scanned area
+    out = np.asarray(rgba_to_rgb(Image.fromarray(rgba, "RGBA")))
+    assert (out[:4] == 255).all()
+    np.testing.assert_array_equal(out[4:], rgba[4:, :, :3])

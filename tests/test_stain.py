@@ -145,6 +145,19 @@ def test_transform_batch_equals_transform():
         np.testing.assert_array_equal(norm.transform(t, params), b)
 
 
+def test_tensor_transform_is_bit_identical_to_numpy():
+    """classify on a GPU normalises batches with transform_tensor instead of the workers."""
+    tiles = synth_tiles(BLUER, 3, seed=4, size=32)
+    norm = macenko()
+    params = norm.fit(tiles)
+    rng = np.random.default_rng(0)  # every 8-bit value, not only tissue colours
+    batch = np.concatenate([np.stack(tiles), rng.integers(0, 256, (2, 32, 32, 3), np.uint8)])
+    out = norm.transform_tensor(torch.from_numpy(batch), params)
+    assert out.dtype == torch.uint8 and out.shape == batch.shape
+    np.testing.assert_array_equal(out.numpy(), norm.transform_batch(batch, params))
+    assert not np.array_equal(out.numpy(), batch)  # it did normalise
+
+
 def test_identity_when_source_matches_target_synthetic():
     target = synth_tiles(BLUER, 1, seed=4)[0]
     norm = macenko(target)

@@ -17,9 +17,10 @@ model's normalised float input on the model's device, so the host only moves byt
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -294,12 +295,23 @@ def to_model_input(
     """
     device = torch.device(device)
     x = batch.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
-    m = torch.tensor(mean, device=device, dtype=x.dtype).view(1, 3, 1, 1)
-    s = torch.tensor(std, device=device, dtype=x.dtype).view(1, 3, 1, 1)
+    m, s = _channel_stats(tuple(map(float, mean)), tuple(map(float, std)), device)
     x = (x - m) / s
     if device.type == "cuda":
         return x.contiguous(memory_format=torch.channels_last)
     return x.contiguous()
+
+
+@functools.lru_cache(maxsize=8)
+def _channel_stats(
+    mean: tuple[float, ...], std: tuple[float, ...], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``mean`` and ``std`` as 1 x 3 x 1 x 1 float tensors on ``device``, made once.
+
+    A new small tensor per batch would be a synchronous copy to a GPU, which waits for
+    the work queued before it.
+    """
+    return tuple(torch.tensor(v, device=device).view(1, 3, 1, 1) for v in (mean, std))
 
 
 class SlideTiles(Dataset):
@@ -335,7 +347,24 @@ class SlideTiles(Dataset):
         self.xy = np.asarray(xy, dtype=np.int64).reshape(-1, 2)
         self.normalizer = normalizer
         self.params = params
+        self.stain_in_workers = True
         self._slide: openslide.OpenSlide | None = None
+
+    def move_stain_to(self, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        """Leave the stain transform to the caller, on ``device``, when it can run there.
+
+        Only with slide-level parameters and a normaliser with a tensor transform
+        (:meth:`~histoprog.stain.MacenkoNormalizer.transform_tensor`, bit-identical to the
+        workers' numpy one). Then the items' tiles come unnormalised (call before the
+        DataLoader starts its workers) and the returned function normalises a batch of
+        them on ``device``; otherwise ``None`` and the workers normalise as before.
+        """
+        transform = getattr(self.normalizer, "transform_tensor", None)
+        if self.params is None or transform is None:
+            return None
+        self.stain_in_workers = False
+        params = self.params
+        return lambda tiles: transform(tiles.to(device, non_blocking=True), params)
 
     def open(self) -> None:
         """Open the slide in this process (raises SlideError when it cannot be opened)."""
@@ -367,11 +396,14 @@ class SlideTiles(Dataset):
             )
             blank = torch.full((self.plan.tile_px, self.plan.tile_px, 3), 255, dtype=torch.uint8)
             return blank, index, False, False
-        if self.params is not None:
+        if not self.stain_in_workers:
+            stain_ok = True  # normalised by the caller (move_stain_to)
+        elif self.params is not None:
             tile, stain_ok = self.normalizer.transform(tile, self.params), True
         else:
             tile, stain_ok = self.normalizer.transform_per_tile(tile)
-        return torch.from_numpy(np.ascontiguousarray(tile)), index, True, stain_ok
+        # a writable C-contiguous copy only where needed (a PIL image's array is read-only)
+        return torch.from_numpy(np.require(tile, requirements="CW")), index, True, stain_ok
 
 
 def open_worker_slide(worker_id: int) -> None:

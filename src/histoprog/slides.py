@@ -270,8 +270,8 @@ def read_tile(slide: Slide, plan: ReadPlan, x: int, y: int) -> np.ndarray:
 
 
 def rgba_to_rgb(image: Image.Image) -> Image.Image:
-    """Composite an OpenSlide RGBA region onto white."""
-    if image.mode != "RGBA":
+    """Composite an OpenSlide RGBA region onto white (fully opaque regions: drop alpha)."""
+    if image.mode != "RGBA" or image.getchannel("A").getextrema() == (255, 255):
         return image.convert("RGB")
     background = Image.new("RGB", image.size, (255, 255, 255))
     background.paste(image, mask=image.getchannel("A"))

@@ -103,6 +103,7 @@ class MacenkoNormalizer(StainNormalizer):
         self.seed = int(seed)
         self._ts = TorchMacenkoNormalizer()
         self._table_cache: tuple[MacenkoParams, tuple[torch.Tensor, torch.Tensor]] | None = None
+        self._device_tables: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
         if target is None:
             self.target = self._params(
                 self._ts.HERef.double().numpy().T,
@@ -229,6 +230,7 @@ class MacenkoNormalizer(StainNormalizer):
             torch.from_numpy(b.astype(np.float32)),
         )
         self._table_cache = (params, tables)
+        self._device_tables = {tables[0].device: tables}
         return tables
 
     @staticmethod
@@ -302,6 +304,22 @@ class MacenkoNormalizer(StainNormalizer):
                 src = torch.from_numpy(b).reshape(n, -1, 3)
                 self._apply(src, torch.from_numpy(out).reshape(n, -1, 3), tables, step)
         return out
+
+    def transform_tensor(self, tiles: torch.Tensor, params: MacenkoParams) -> torch.Tensor:
+        """Normalise a uint8 tensor of tiles (N x H x W x 3) on the tensor's own device.
+
+        The same tables and float32 operations as :meth:`transform_batch` (two gathers, one
+        product, clamp, truncation), so the result is bit-identical on any device; on a GPU
+        it takes the per-pixel work off the DataLoader workers (``classify``).
+        """
+        tables = self._tables(params)
+        if tiles.device not in self._device_tables:  # copied once per device and params
+            self._device_tables[tiles.device] = tuple(t.to(tiles.device) for t in tables)
+        a, b = self._device_tables[tiles.device]
+        flat = tiles.reshape(-1, 3).long()
+        out = a.index_select(0, flat[:, 0])
+        out.mul_(b.index_select(0, (flat[:, 1] << 8) | flat[:, 2])).clamp_(max=255.0)
+        return out.to(torch.uint8).reshape(tiles.shape)
 
     # -- per-tile (paper) mode -----------------------------------------------------------
 
