@@ -51,6 +51,7 @@ rule all:
         "results/analysis/crlm/model.json",
         "results/models/tissue_crc.pt",
         every("class_counts.json"),
+        every("annotations.geojson"),
 
 
 rule tile:
@@ -111,6 +112,18 @@ rule sof:
         "touch {output}"
 
 
+rule geojson:
+    input:
+        f"{SLIDE}/class_grid.npy",
+        f"{SLIDE}/class_counts.json",
+        f"{SLIDE}/tiles.json",
+        "results/analysis/crlm/infiltration_thresholds.json",
+    output:
+        f"{SLIDE}/annotations.geojson",
+    shell:
+        "touch {output}"
+
+
 rule models:
     output:
         "results/models/tissue_crc.pt",
@@ -121,7 +134,7 @@ rule models:
 
 rule thresholds:
     input:
-        every("class_grid.npy")[:1],
+        every("class_grid.npy"),
     output:
         "results/analysis/crlm/infiltration_thresholds.json",
     shell:
