@@ -68,7 +68,7 @@ def main() -> None:
         make_cohort("discovery", "discovery", args.n, 1),
         make_cohort("validation", "validation", args.n, 2),
     ]
-    settings = CRLMSettings(calibration_B=args.B)
+    settings = CRLMSettings(calibration_bootstrap_reps=args.B)
     t0 = time.perf_counter()
     result = run_crlm(cohorts, settings)
     t1 = time.perf_counter()

@@ -53,7 +53,7 @@ def make_cohort(name: str, role: str, n: int = 240, seed: int = 0) -> Cohort:
     return Cohort(name, role, clin, FEATURES, exclusions(name, [], "input", []))
 
 
-FAST = CRLMSettings(calibration_B=20, calibration_m=60)
+FAST = CRLMSettings(calibration_bootstrap_reps=20, calibration_group_size=60)
 
 
 def horizon(cohort: Cohort) -> pd.DataFrame:
@@ -253,7 +253,7 @@ def test_bad_clinical_factors(factors, match):
     data = c.data.assign(grade3=np.resize(["G1", "G2", "G3"], 150), empty=np.nan)
     c = Cohort(c.name, c.role, data, c.features, c.exclusions)
     with pytest.raises(InputError, match=match):
-        run_crlm([c], CRLMSettings(clinical_factors=factors, calibration_B=0))
+        run_crlm([c], CRLMSettings(clinical_factors=factors, calibration_bootstrap_reps=0))
 
 
 @pytest.mark.parametrize(

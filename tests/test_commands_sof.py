@@ -125,7 +125,7 @@ def test_crlm_analysis_command_features_only(tmp_path):
     fd, cd = features_cohort(tmp_path, "d", 1)
     fv, cv = features_cohort(tmp_path, "v", 2)
     out = tmp_path / "out"
-    settings = {"calibration_B": 10, "clinical_factors": ["crs_high", "age"]}
+    settings = {"calibration_bootstrap_reps": 10, "clinical_factors": ["crs_high", "age"]}
     run(crlm_analysis, ["crlm_analysis", "--cohort", "d", "discovery", fd, cd, "--cohort", "v",
                         "validation", fv, cv, "--settings", json.dumps(settings),
                         "--out-dir", str(out)])  # fmt: skip
@@ -139,6 +139,6 @@ def test_crlm_analysis_command_features_only(tmp_path):
     model = json.loads((out / "model.json").read_text())
     assert "feat_x_high" in model["selected_features"]
     assert model["gmm_thresholds"] is None
-    assert model["settings"]["calibration_B"] == 10
+    assert model["settings"]["calibration_bootstrap_reps"] == 10
     mv = pd.read_csv(out / "multivariate_v.tsv", sep="\t")
     assert mv["term"].tolist() == ["sof_high", "crs_high", "age"]

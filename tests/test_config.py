@@ -58,6 +58,14 @@ def test_bad_config_value_names_the_key(user_cohort):
     )
 
 
+def test_renamed_config_key_stops_the_run_naming_the_new_key(user_cohort):
+    write_config(user_cohort, hcc={"mil": {"t": 0.5}})
+    result = snakemake(user_cohort, "-n", check=False)
+    said = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "config key hcc.mil.t: was renamed hcc.mil.threshold" in said, said[-2000:]
+
+
 def test_duplicate_slide_ids_stop_the_run(user_cohort):
     (user_cohort / "slides.tsv").write_text(
         "slide_id\tpatient_id\tpath\nS1\tP1\ta.svs\nS1\tP2\tb.svs\n"

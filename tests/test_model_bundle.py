@@ -101,7 +101,7 @@ def test_locked_settings_are_the_scale_region_and_stain_keys() -> None:
     assert {"crlm.region.dilation", "stain.alpha", "tile.blank.value_min"} <= set(crlm)
     assert not any(k.startswith(("tile.hcc", "hcc.", "crlm.horizon")) for k in crlm)
     hcc = locked_settings(config, "hcc")
-    assert hcc["hcc.mil.t"] == 0.4457 and hcc["tile.hcc.px"] == 512
+    assert hcc["hcc.mil.threshold"] == 0.4457 and hcc["tile.hcc.px"] == 512
     assert not any(k.startswith(("tile.crlm", "crlm.")) for k in hcc)
 
 

@@ -199,7 +199,7 @@ def tiny_config(work: Path, **overrides: object) -> None:
     crlm = {
         **load_default("crlm"),
         "infiltration_thresholds": str(thresholds),
-        "calibration_B": 10,
+        "calibration_bootstrap_reps": 10,
         "clinical_factors": ["crs_high", "age"],
     }
     tile = {**load_default("tile"), "crlm": {"mpp": 3.5, "px": 32}}

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from histoprog.defaults import RENAMED
 from histoprog.errors import InputError
 from histoprog.io import file_sha256, read_json, write_json
 from histoprog.provenance import versions
@@ -65,8 +66,8 @@ LOCKED = {
         "hcc.nuclei.fit_tiles",
         "hcc.mil.tile_px_in",
         "hcc.mil.bag_size",
-        "hcc.mil.t",
-        "hcc.mil.p",
+        "hcc.mil.threshold",
+        "hcc.mil.power",
     ),
 }
 """Config keys (and sections) a bundle locks: the settings its numbers were measured at."""
@@ -109,8 +110,8 @@ class Bundle:
 
     @property
     def locked(self) -> dict[str, Any]:
-        """Dotted config key -> value the model was measured at."""
-        return dict(self.record["locked"])
+        """Dotted config key -> value the model was measured at (renamed keys: new name)."""
+        return {RENAMED.get(key, key): value for key, value in self.record["locked"].items()}
 
     def stain_target(self) -> Path | None:
         """The bundle's stain target image, or None for the normaliser's built-in one."""

@@ -1,13 +1,16 @@
 """Command-line options that several commands share, each defined once.
 
-Every ``add_*`` function adds a group of options to a subcommand's parser; the flags, types
-and defaults are those the workflow's rules pass.
+Every ``add_*`` function adds a group of options to a subcommand's parser; the flags and
+types are those the workflow's rules pass, and an option's default is its config key's
+(:func:`histoprog.defaults.default`).
 """
 
 from __future__ import annotations
 
 import argparse
 from typing import TYPE_CHECKING
+
+from histoprog.defaults import default
 
 if TYPE_CHECKING:
     from histoprog.sof import RegionParams
@@ -33,13 +36,20 @@ def add_tile_inputs(parser: argparse.ArgumentParser) -> None:
 
 def add_target_image(parser: argparse.ArgumentParser, what: str) -> None:
     """``--target-image``: the stain normaliser's target image (default: its reference)."""
-    parser.add_argument("--target-image", default=None, help=what)
+    parser.add_argument("--target-image", default=default("stain.target_image"), help=what)
 
 
 def add_torch_options(
-    parser: argparse.ArgumentParser, *, batch_size: int | None = None, workers: int | None = None
+    parser: argparse.ArgumentParser,
+    *,
+    batch_size: int | None = None,
+    workers: int | None = None,
+    section: str = "tissue",
 ) -> None:
-    """``--batch-size``/``--workers`` (where defaults are given), ``--threads``, ``--device``."""
+    """``--batch-size``/``--workers`` (where defaults are given), ``--threads``, ``--device``.
+
+    ``--device`` defaults to config ``<section>.device``; ``--threads`` to torch's own.
+    """
     if batch_size is not None:
         parser.add_argument("--batch-size", type=int, default=batch_size)
     if workers is not None:
@@ -47,12 +57,32 @@ def add_torch_options(
             "--workers", type=int, default=workers, help="DataLoader worker processes"
         )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    parser.add_argument("--device", default=default(f"{section}.device"), help="auto | cpu | cuda")
 
 
-def add_seed(parser: argparse.ArgumentParser, default: int = 0) -> None:
-    """``--seed``."""
-    parser.add_argument("--seed", type=int, default=default)
+def add_seed(parser: argparse.ArgumentParser, key: str) -> None:
+    """``--seed``, default config ``key``."""
+    parser.add_argument("--seed", type=int, default=default(key))
+
+
+def add_outcome_options(parser: argparse.ArgumentParser, pipeline: str) -> None:
+    """``--time`` and ``--event``: the clinical outcome columns (config ``clinical.<pipeline>``)."""
+    parser.add_argument(
+        "--time", default=default(f"clinical.{pipeline}.time"), help="time column (months)"
+    )
+    parser.add_argument(
+        "--event", default=default(f"clinical.{pipeline}.event"), help="event column (0/1)"
+    )
+
+
+def add_threshold_option(parser: argparse.ArgumentParser) -> None:
+    """``--threshold``: the MIL score threshold t (config ``hcc.mil.threshold``)."""
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=default("hcc.mil.threshold"),
+        help="MIL score threshold t: high risk when S >= t",
+    )
 
 
 def add_outputs(parser: argparse.ArgumentParser, **outputs: str) -> None:
@@ -69,13 +99,9 @@ def add_cohort_slides(parser: argparse.ArgumentParser) -> None:
 
 def add_region_options(parser: argparse.ArgumentParser) -> None:
     """The tumour-region options (config ``crlm.region``)."""
-    from histoprog.sof import RegionParams  # scipy: only for the commands that need it
-
-    defaults = RegionParams()
-    parser.add_argument("--dilation", type=int, default=defaults.dilation)
-    parser.add_argument("--erosion", type=int, default=defaults.erosion)
-    parser.add_argument("--min-component-tiles", type=int, default=defaults.min_component_tiles)
-    parser.add_argument("--min-tumour-tiles", type=int, default=defaults.min_tumour_tiles)
+    for name in ("dilation", "erosion", "min_component_tiles", "min_tumour_tiles"):
+        flag = f"--{name.replace('_', '-')}"
+        parser.add_argument(flag, type=int, default=default(f"crlm.region.{name}"))
 
 
 def region_params(args: argparse.Namespace) -> RegionParams:
@@ -105,18 +131,17 @@ def add_patch_stain_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--stain",
         choices=["tile", "none"],
-        default="tile",
+        default=default("tissue.patch_stain"),
         help="tile: Macenko-normalise each patch; none: patches are already normalised",
     )
     add_macenko_options(parser)
 
 
 def add_macenko_options(parser: argparse.ArgumentParser) -> None:
-    """The Macenko target: ``--target-image``, ``--alpha``, ``--beta``, ``--io``."""
+    """The Macenko target (config ``stain``): ``--target-image``, ``--alpha/--beta/--io``."""
     add_target_image(parser, "Macenko target image")
-    parser.add_argument("--alpha", type=float, default=1.0)
-    parser.add_argument("--beta", type=float, default=0.15)
-    parser.add_argument("--io", type=float, default=240.0)
+    for name in ("alpha", "beta", "io"):
+        parser.add_argument(f"--{name}", type=float, default=float(default(f"stain.{name}")))
 
 
 def macenko_normalizer(args: argparse.Namespace) -> MacenkoNormalizer:

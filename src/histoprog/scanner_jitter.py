@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from histoprog.defaults import default
+
 __all__ = ["RESAMPLING_FILTERS", "ScannerJitter", "jitter_hed"]
 
 RESAMPLING_FILTERS: dict[str, Image.Resampling] = {
@@ -60,7 +62,7 @@ def jitter_hed(patch: np.ndarray, scale: np.ndarray, shift: np.ndarray) -> np.nd
 
 @dataclass(frozen=True)
 class ScannerJitter:
-    """Random stain, resampling and JPEG variation of a training patch.
+    """Random stain, resampling and JPEG variation of a training patch (config ``tissue.jitter``).
 
     Attributes:
         stain_sigma: H and E concentrations are scaled by U(1 - s, 1 + s) and shifted by
@@ -70,9 +72,9 @@ class ScannerJitter:
         jpeg_quality: inclusive range of the JPEG quality drawn.
     """
 
-    stain_sigma: float = 0.05
-    filters: tuple[str, ...] = ("lanczos", "box", "bilinear")
-    jpeg_probability: float = 0.5
+    stain_sigma: float = default("tissue.jitter.stain_sigma")
+    filters: tuple[str, ...] = default("tissue.jitter.filters")
+    jpeg_probability: float = default("tissue.jitter.jpeg_probability")
     jpeg_quality: tuple[int, int] = (70, 95)
 
     def __post_init__(self) -> None:

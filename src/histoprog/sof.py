@@ -30,6 +30,7 @@ import numpy as np
 from scipy import ndimage
 
 from histoprog.classes import CLASSES, NO_TILE
+from histoprog.defaults import default
 from histoprog.errors import InputError
 
 __all__ = [
@@ -65,7 +66,7 @@ _EIGHT_NEIGHBOURS = np.array([[1, 1, 1], [1, 0, 1], [1, 1, 1]], dtype=np.int32)
 
 @dataclass(frozen=True)
 class RegionParams:
-    """Parameters of the tumour region (config keys ``sof.*``).
+    """Parameters of the tumour region (config ``crlm.region``).
 
     Attributes:
         dilation: side of the square structuring element of the dilation (tiles).
@@ -74,10 +75,10 @@ class RegionParams:
         min_tumour_tiles: slides with fewer TUM tiles get status ``insufficient_tumour``.
     """
 
-    dilation: int = 5
-    erosion: int = 3
-    min_component_tiles: int = 64
-    min_tumour_tiles: int = 50
+    dilation: int = default("crlm.region.dilation")
+    erosion: int = default("crlm.region.erosion")
+    min_component_tiles: int = default("crlm.region.min_component_tiles")
+    min_tumour_tiles: int = default("crlm.region.min_tumour_tiles")
 
     def __post_init__(self) -> None:
         for name in ("dilation", "erosion", "min_component_tiles", "min_tumour_tiles"):

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
+from histoprog.defaults import default
 from histoprog.plots import pil_text
 from histoprog.slides import ReadPlan, SlideInfo
 
@@ -25,10 +26,10 @@ MIN_OUTLINED_TILE_PX = 6
 class BlankParams:
     """Thresholds of the blank-pixel rule and the per-tile blank limit (config ``tile.blank``)."""
 
-    saturation_max: float = 0.07
-    value_min: float = 0.85
-    black_value_max: float = 0.05
-    max_blank_fraction: float = 0.5
+    saturation_max: float = default("tile.blank.saturation_max")
+    value_min: float = default("tile.blank.value_min")
+    black_value_max: float = default("tile.blank.black_value_max")
+    max_blank_fraction: float = default("tile.blank.max_blank_fraction")
 
     def to_dict(self) -> dict[str, float]:
         """Plain-JSON form."""

@@ -10,12 +10,18 @@ from snakemake.utils import validate
 
 from histoprog import sheets
 from histoprog.bundle import STAIN_TARGET, check_locked, flatten, read_bundle
+from histoprog.defaults import CONFIG_SCHEMA, check_renamed
 from histoprog.errors import InputError
 from histoprog.status import failure_summary
 
 SCHEMAS = Path(workflow.basedir) / "workflow" / "schemas"
 
-validate(config, SCHEMAS / "config.schema.yaml", set_default=True)
+# the config schema holds every default (config/README.md); a renamed key stops here
+try:
+    check_renamed(config)
+except InputError as err:
+    raise WorkflowError(str(err)) from None
+validate(config, CONFIG_SCHEMA, set_default=True)
 
 
 def _load_sheets():

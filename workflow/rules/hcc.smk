@@ -170,7 +170,8 @@ rule train_mil:
         "--event {params.event} --good-months {params.cfg[good_months]} "
         "--poor-months {params.cfg[poor_months]} --epochs {params.cfg[epochs]} "
         "--lr {params.cfg[lr]} --lr-step {params.cfg[lr_step]} --l2 {params.cfg[l2]} "
-        "--t {params.cfg[t]} --p {params.cfg[p]} --bag-size {params.cfg[bag_size]} "
+        "--threshold {params.cfg[threshold]} --power {params.cfg[power]} "
+        "--bag-size {params.cfg[bag_size]} "
         "--val-fraction {params.cfg[val_fraction]} --weights {params.cfg[weights]} "
         "{params.require} --seed {params.cfg[seed]} --threads {params.threads} --device {params.device} "
         "--out-model {output.model} --out-history {output.history} "
@@ -260,11 +261,12 @@ rule hcc_analysis:
         cohorts=hcc_analysis_args,
         time=config["clinical"]["hcc"]["time"],
         event=config["clinical"]["hcc"]["event"],
-        t=HCC["mil"]["t"],
+        threshold=HCC["mil"]["threshold"],
         settings=json.dumps(HCC["analysis"]),
         optional="--outcome-optional" if HCC_BUNDLE else "",
         out=lambda wc, output: os.path.dirname(output.tables[0]),
     shell:
         "python -m histoprog hcc_analysis {params.cohorts} --time {params.time} "
-        "--event {params.event} --t {params.t} --settings {params.settings:q} {params.optional} "
+        "--event {params.event} --threshold {params.threshold} --settings {params.settings:q} "
+        "{params.optional} "
         "--out-dir {params.out} > {log} 2>&1"

@@ -47,7 +47,7 @@ rule crlm_model_bundle:
 
 
 rule hcc_model_bundle:
-    """The trained U-net and MIL model with t, p and the locked tile and bag settings."""
+    """The trained U-net and MIL model with its threshold, power and locked tile and bag settings."""
     input:
         list(HCC_BUNDLE_FILES.values()),
     output:
@@ -66,7 +66,8 @@ rule hcc_model_bundle:
             {
                 "training_cohorts": HCC_TRAIN,
                 "mil": {
-                    k: HCC["mil"][k] for k in ("t", "p", "tile_px_in", "bag_size")
+                    k: HCC["mil"][k]
+                    for k in ("threshold", "power", "tile_px_in", "bag_size")
                 },
                 **STAIN_TARGET_VALUES,
             },

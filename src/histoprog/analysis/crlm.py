@@ -322,8 +322,8 @@ def run_crlm(
             s.outcome,
             ["score"],
             s.calibration_times,
-            m=s.calibration_m,
-            B=s.calibration_B,
+            m=s.calibration_group_size,
+            B=s.calibration_bootstrap_reps,
             seed=s.seed,
             cohort=c.name,
         )

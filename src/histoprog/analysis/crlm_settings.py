@@ -9,6 +9,7 @@ from typing import Any
 from histoprog.analysis.crs import CRSColumns
 from histoprog.analysis.cutoff import CUTOFF_TESTS
 from histoprog.analysis.outcome import HORIZON_POLICIES, Outcome
+from histoprog.defaults import check_renamed, default
 from histoprog.errors import InputError
 
 __all__ = ["CRLMSettings"]
@@ -18,33 +19,33 @@ __all__ = ["CRLMSettings"]
 class CRLMSettings:
     """Settings of the CRLM analysis.
 
-    Config ``crlm.*``; ``time``/``event`` come from ``clinical.crlm``. Each key is
-    documented in config/README.md.
+    Config ``crlm.*`` (defaults: the config schema); ``time``/``event`` come from
+    ``clinical.crlm``. Each key is documented in config/README.md.
     """
 
-    time: str = "os_months"
-    event: str = "os_event"
-    horizon_months: float = 120.0
-    horizon_policy: str = "censor"
-    features: tuple[str, ...] | None = None
-    minprop: float = 0.1
-    candidate_p: float = 0.05
-    collinearity_r: float = 0.7
-    cutoff_range: tuple[float, float] = (0.1, 0.9)
-    cutoff_step: float = 1e-4
-    cutoff_test: str = "wald"
-    survival_at: float = 60.0
-    roc_times: tuple[float, ...] = (60.0, 96.0)
-    roc_curve_step: float = 6.0
-    calibration_times: tuple[float, ...] = (60.0, 96.0)
-    calibration_B: int = 1000  # noqa: N815
-    calibration_m: int = 50
-    seed: int = 0
-    min_events: int = 10
-    clinical_factors: tuple[str, ...] = ("crs_high", "age", "sex", "preop_chemo")
+    time: str = default("clinical.crlm.time")
+    event: str = default("clinical.crlm.event")
+    horizon_months: float | None = default("crlm.horizon_months")
+    horizon_policy: str = default("crlm.horizon_policy")
+    features: tuple[str, ...] | None = default("crlm.features")
+    minprop: float = default("crlm.minprop")
+    candidate_p: float = default("crlm.candidate_p")
+    collinearity_r: float = default("crlm.collinearity_r")
+    cutoff_range: tuple[float, float] = default("crlm.cutoff_range")
+    cutoff_step: float = default("crlm.cutoff_step")
+    cutoff_test: str = default("crlm.cutoff_test")
+    survival_at: float = default("crlm.survival_at")
+    roc_times: tuple[float, ...] = default("crlm.roc_times")
+    roc_curve_step: float = default("crlm.roc_curve_step")
+    calibration_times: tuple[float, ...] = default("crlm.calibration_times")
+    calibration_bootstrap_reps: int = default("crlm.calibration_bootstrap_reps")
+    calibration_group_size: int = default("crlm.calibration_group_size")
+    seed: int = default("crlm.seed")
+    min_events: int = default("crlm.min_events")
+    clinical_factors: tuple[str, ...] = default("crlm.clinical_factors")
     crs: CRSColumns = field(default_factory=CRSColumns)
-    preop_chemo: str = "preop_chemo"
-    adjuvant_chemo: str = "adjuvant_chemo"
+    preop_chemo: str | None = default("crlm.preop_chemo")
+    adjuvant_chemo: str | None = default("crlm.adjuvant_chemo")
 
     @property
     def outcome(self) -> Outcome:
@@ -54,6 +55,7 @@ class CRLMSettings:
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> CRLMSettings:
         """Build from config values (unknown keys and bad values name the key)."""
+        check_renamed({"crlm": values})
         known = {f.name: f for f in fields(cls)}
         unknown = sorted(set(values) - set(known))
         if unknown:
@@ -102,7 +104,9 @@ class CRLMSettings:
         for key in ("roc_times", "calibration_times"):
             if not getattr(self, key) or min(getattr(self, key)) <= 0:
                 bad(key, "must be a non-empty list of positive months", "e.g. [60, 96]")
-        if self.calibration_B < 0 or self.calibration_m < 2:
-            bad("calibration_B/m", "need B >= 0 and m >= 2", "e.g. B: 1000, m: 50")
+        if self.calibration_bootstrap_reps < 0:
+            bad("calibration_bootstrap_reps", "must be >= 0 (0: no bootstrap)", "e.g. 1000")
+        if self.calibration_group_size < 2:
+            bad("calibration_group_size", "must be >= 2 patients", "e.g. 50")
         if self.horizon_months is not None and self.horizon_months <= 0:
             bad("horizon_months", "must be positive (or null for no horizon)", "e.g. 120")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 import pandas as pd
 
+from histoprog.defaults import default
 from histoprog.errors import InputError
 
 __all__ = ["CRSColumns", "GRADE_LABELS", "crs_points", "combined_grade"]
@@ -37,12 +38,12 @@ class CRSColumns:
         cea: preoperative CEA, ng/mL (> 200 scores a point).
     """
 
-    score: str = "crs"
-    node_positive: str = "node_positive"
-    dfi_months: str = "dfi_months"
-    n_metastases: str = "n_metastases"
-    max_diameter_cm: str = "max_diameter_cm"
-    cea: str = "cea"
+    score: str | None = default("crlm.crs.score")
+    node_positive: str | None = default("crlm.crs.node_positive")
+    dfi_months: str | None = default("crlm.crs.dfi_months")
+    n_metastases: str | None = default("crlm.crs.n_metastases")
+    max_diameter_cm: str | None = default("crlm.crs.max_diameter_cm")
+    cea: str | None = default("crlm.crs.cea")
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, str] | None) -> CRSColumns:

@@ -39,6 +39,7 @@ from histoprog.cli_options import (
     add_torch_options,
 )
 from histoprog.data import SlideTiles, check_stain_target, same_stain_target
+from histoprog.defaults import default
 from histoprog.device import select_device, set_threads
 from histoprog.errors import InputError
 from histoprog.inference import TilePredictions, predict_tiles
@@ -69,15 +70,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--stain", required=True, help="stain.json from `histoprog stain`")
     add_target_image(parser, "the stain stage's target image")
     parser.add_argument("--model", required=True, help="tissue classifier checkpoint (CRLM)")
-    add_torch_options(parser, batch_size=64, workers=2)
+    add_torch_options(
+        parser,
+        batch_size=default("tissue.classify.batch_size"),
+        workers=default("tissue.classify.workers"),
+        section="tissue.classify",
+    )
     parser.add_argument(
         "--max-failed-fraction",
         type=float,
-        default=0.05,
+        default=default("tissue.classify.max_failed_fraction"),
         help="the slide fails when more than this share of its tiles cannot be read",
     )
     parser.add_argument(
-        "--thumbnail-px", type=int, default=1024, help="overlay: the slide image's long side (px)"
+        "--thumbnail-px",
+        type=int,
+        default=default("tissue.classify.thumbnail_px"),
+        help="overlay: the slide image's long side (px)",
     )
     parser.add_argument("--force", action="store_true", help="recompute complete outputs")
     add_outputs(

@@ -20,6 +20,7 @@ from histoprog.analysis.crlm_model import CRLMModel
 from histoprog.analysis.crlm_settings import CRLMSettings
 from histoprog.analysis.features import load_cohort
 from histoprog.bundle import read_bundle
+from histoprog.cli_options import add_outcome_options
 from histoprog.errors import InputError
 from histoprog.io import read_json, save_figure, write_json, write_tsv
 from histoprog.thresholds import load_thresholds
@@ -72,10 +73,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="a cohort: name, role (discovery/validation), feature table (sof.tsv or a "
         "per-patient table), clinical table; repeat per cohort",
     )
-    parser.add_argument("--time", default="os_months", help="clinical time column (months)")
-    parser.add_argument("--event", default="os_event", help="clinical event column (0/1)")
+    add_outcome_options(parser, "crlm")
     parser.add_argument(
-        "--settings", default="{}", help="crlm settings as JSON text, or a JSON file path"
+        "--settings",
+        default="{}",
+        help="config section crlm as JSON text or a JSON file path (missing keys: defaults)",
     )
     parser.add_argument("--thresholds", default=None, help="infiltration thresholds JSON")
     parser.add_argument(

@@ -15,6 +15,7 @@ from histoprog.cli_options import (
     patch_normalizer,
 )
 from histoprog.data import PatchFolder, check_stain_target
+from histoprog.defaults import default
 from histoprog.device import select_device, set_threads
 from histoprog.evaluation import evaluate_predictions, predict
 from histoprog.io import save_figure, write_json, write_tsv
@@ -37,7 +38,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--classes", nargs="+", default=None, help="expected classes (default: the model's)"
     )
     add_patch_stain_options(parser)
-    add_torch_options(parser, batch_size=64, workers=0)
+    add_torch_options(
+        parser,
+        batch_size=default("tissue.classify.batch_size"),
+        workers=default("tissue.classify.workers"),
+        section="tissue.classify",
+    )
     add_outputs(
         parser,
         metrics="per-class metrics (TSV)",

@@ -35,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--grid-name", default="class_grid.npy")
     parser.add_argument("--meta-name", default="class_counts.json")
     parser.add_argument("--cohort", required=True, help="discovery cohort name (recorded)")
-    add_seed(parser)
+    add_seed(parser, "crlm.seed")
     add_region_options(parser)
     parser.add_argument("--out", required=True, help="thresholds JSON")
     parser.set_defaults(func=run)

@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 
 from histoprog.analysis.features import read_clinical
+from histoprog.cli_options import add_outcome_options, add_threshold_option
+from histoprog.defaults import default
 from histoprog.errors import InputError
 from histoprog.hcc.analysis import (
     HCCCohortResult,
@@ -57,11 +59,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="a cohort: name, role, mil.tsv, clinical table, folder of per-slide outputs "
         "(<dir>/<slide>/nuclei.npz and mil_tiles.tsv, for the gallery); repeat per cohort",
     )
-    parser.add_argument("--time", default="rfs_months")
-    parser.add_argument("--event", default="recurrence")
-    parser.add_argument("--t", type=float, default=None, help="MIL threshold (default 0.4457)")
+    add_outcome_options(parser, "hcc")
+    add_threshold_option(parser)
     parser.add_argument(
-        "--settings", default="{}", help="hcc.analysis settings as JSON text (see config)"
+        "--settings",
+        default="{}",
+        help="config section hcc.analysis as JSON text (missing keys: their defaults)",
     )
     parser.add_argument(
         "--outcome-optional",
@@ -81,15 +84,15 @@ def parse_settings(args: argparse.Namespace) -> tuple[HCCSettings, int]:
         raise InputError(
             "--settings", f"is not JSON ({err})", "pass hcc.analysis as JSON"
         ) from None
-    gallery = int(values.pop("gallery_tiles", 200))
+    gallery = int(values.pop("gallery_tiles", default("hcc.analysis.gallery_tiles")))
     known = {"clinical_factors", "auc_years", "survival_at", "risk_step"}
     unknown = sorted(set(values) - known)
     if unknown:
         raise InputError("config section hcc.analysis", f"unknown key(s) {unknown}", "see README")
     if "auc_years" in values:
         values["auc_years"] = tuple(float(y) for y in values["auc_years"])
-    extra = {"t": args.t} if args.t is not None else {}
-    return HCCSettings(time=args.time, event=args.event, **extra, **values), gallery
+    settings = HCCSettings(time=args.time, event=args.event, threshold=args.threshold, **values)
+    return settings, gallery
 
 
 def gallery_figure(name: str, mil: pd.DataFrame, slide_dir: str, n: int) -> object:
@@ -145,7 +148,7 @@ def run(args: argparse.Namespace) -> None:
         save_figure(out / f"gallery_{name}.png", gallery_figure(name, mil, slide_dir, n_gallery),
                     dpi=100)  # fmt: skip
         if res is None:
-            data, excl = scored_patients(name, mil, clinical, s.t)
+            data, excl = scored_patients(name, mil, clinical, s.threshold)
             cols = ["patient_id", s.time, s.event, "mil_score", "mil_high", "mil_group"]
             tables["risk_scores"].append(data.reindex(columns=cols).assign(cohort=name, role=role))
             tables["exclusions"].append(excl)

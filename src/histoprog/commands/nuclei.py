@@ -35,6 +35,7 @@ from histoprog.cli_options import (
     bag_size,
 )
 from histoprog.data import SlideTiles
+from histoprog.defaults import default
 from histoprog.device import select_device, set_threads
 from histoprog.errors import SlideError
 from histoprog.hcc.bags import Bag, build_bag, choose_bag, fit_stain, montage_indices, scaled_plan
@@ -54,13 +55,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_slide_options(parser)
     add_tile_inputs(parser)
     parser.add_argument("--model", required=True, help="U-net checkpoint (train_unet)")
-    parser.add_argument("--tile-px", type=int, default=224, help="tiles are resized to this")
-    parser.add_argument("--bag-size", type=bag_size, default=128, help="tiles or 'all'")
-    parser.add_argument("--fit-tiles", type=int, default=200, help="tiles of the stain fit")
+    parser.add_argument(
+        "--tile-px",
+        type=int,
+        default=default("hcc.mil.tile_px_in"),
+        help="tiles are resized to this",
+    )
+    parser.add_argument(
+        "--bag-size",
+        type=bag_size,
+        default=str(default("hcc.nuclei.bag_size")),
+        help="tiles or 'all'",
+    )
+    parser.add_argument(
+        "--fit-tiles",
+        type=int,
+        default=default("hcc.nuclei.fit_tiles"),
+        help="tiles of the stain fit",
+    )
     add_target_image(parser, "Vahadane target image")
-    add_seed(parser)
-    add_torch_options(parser, batch_size=32, workers=1)
-    parser.add_argument("--qc-tiles", type=int, default=8)
+    add_seed(parser, "hcc.nuclei.seed")
+    add_torch_options(
+        parser,
+        batch_size=default("hcc.nuclei.batch"),
+        workers=default("hcc.nuclei.workers"),
+        section="hcc",
+    )
+    parser.add_argument("--qc-tiles", type=int, default=default("hcc.nuclei.qc_tiles"))
     add_outputs(
         parser, bag="bag file (.npz)", meta="status and parameters (JSON)", qc="QC montage (PNG)"
     )

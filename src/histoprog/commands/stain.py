@@ -18,6 +18,7 @@ from histoprog.cli_options import (
     add_tile_inputs,
     macenko_normalizer,
 )
+from histoprog.defaults import default
 from histoprog.errors import InputError, SlideError
 from histoprog.stage import SlideStage, StageResult, read_upstream, save_picture
 
@@ -29,11 +30,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("stain", help="fit a slide's Macenko stain parameters")
     add_slide_options(parser)
     add_tile_inputs(parser)
-    parser.add_argument("--fit", choices=["slide", "tile"], default="slide")
-    parser.add_argument("--fit-tiles", type=int, default=200)
+    parser.add_argument("--fit", choices=["slide", "tile"], default=default("stain.fit"))
+    parser.add_argument("--fit-tiles", type=int, default=default("stain.fit_tiles"))
     add_macenko_options(parser)
-    parser.add_argument("--qc-tiles", type=int, default=8)
-    add_seed(parser)
+    parser.add_argument("--qc-tiles", type=int, default=default("stain.qc_tiles"))
+    add_seed(parser, "stain.seed")
     add_outputs(parser, params="stain parameters (JSON)", qc="before/after QC image (PNG)")
     parser.set_defaults(func=run)
 

@@ -18,6 +18,7 @@ import logging
 import resource
 from pathlib import Path
 
+from histoprog.defaults import default
 from histoprog.errors import InputError
 
 log = logging.getLogger("histoprog.synth")
@@ -50,10 +51,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("nuclei", help="nucleus image/mask pairs (MoNuSeg-like layout)")
     p.add_argument("--out", required=True, help="output folder (images/, masks/)")
-    p.add_argument("--n-images", type=int, default=8)
-    p.add_argument("--size", type=int, default=1000, help="image side (px)")
-    p.add_argument("--mpp", type=float, default=0.25)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-images", type=int, default=default("hcc.synth_nuclei.n_images"))
+    p.add_argument(
+        "--size", type=int, default=default("hcc.synth_nuclei.size"), help="image side (px)"
+    )
+    p.add_argument("--mpp", type=float, default=default("hcc.synth_nuclei.mpp"))
+    p.add_argument("--seed", type=int, default=default("hcc.synth_nuclei.seed"))
     p.add_argument("--stain-jitter", type=float, default=1.0)
     p.set_defaults(func=run_nuclei)
 

@@ -12,6 +12,7 @@ import pandas as pd
 from histoprog import slides, tiling
 from histoprog.brightfield import check_brightfield
 from histoprog.cli_options import add_outputs, add_slide_options
+from histoprog.defaults import default
 from histoprog.errors import SlideError
 from histoprog.io import write_tsv
 from histoprog.resolution import check_slide_mpp
@@ -36,14 +37,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--allow-non-he", action="store_true", help="tile a slide the H&E check rejects"
     )
-    parser.add_argument("--target-mpp", type=float, default=0.5)
-    parser.add_argument("--tile-px", type=int, default=224)
-    parser.add_argument("--mpp-tolerance", type=float, default=0.01)
-    parser.add_argument("--lowres-mpp", type=float, default=8.0)
-    parser.add_argument("--saturation-max", type=float, default=0.07)
-    parser.add_argument("--value-min", type=float, default=0.85)
-    parser.add_argument("--black-value-max", type=float, default=0.05)
-    parser.add_argument("--max-blank-fraction", type=float, default=0.5)
+    parser.add_argument(
+        "--target-mpp", type=float, default=default("tile.crlm.mpp"), help="default: tile.crlm's"
+    )
+    parser.add_argument("--tile-px", type=int, default=default("tile.crlm.px"))
+    parser.add_argument("--mpp-tolerance", type=float, default=default("tile.mpp_tolerance"))
+    parser.add_argument("--lowres-mpp", type=float, default=default("tile.lowres_mpp"))
+    for name in ("saturation_max", "value_min", "black_value_max", "max_blank_fraction"):
+        flag = f"--{name.replace('_', '-')}"
+        parser.add_argument(flag, type=float, default=default(f"tile.blank.{name}"))
     add_outputs(
         parser,
         tiles="tile table (TSV)",

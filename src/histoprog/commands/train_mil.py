@@ -17,14 +17,17 @@ import pandas as pd
 
 from histoprog.analysis.features import read_clinical
 from histoprog.cli_options import (
+    add_outcome_options,
     add_outputs,
     add_require_weights,
     add_seed,
+    add_threshold_option,
     add_torch_options,
     bag_size,
     check_required_weights,
 )
 from histoprog.data import IMAGENET_MEAN, IMAGENET_STD
+from histoprog.defaults import default
 from histoprog.device import select_device, set_threads
 from histoprog.errors import InputError
 from histoprog.hcc.bags import HEAT_MEAN, HEAT_STD
@@ -51,16 +54,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="a training cohort: name, slide table, folder of per-slide outputs "
         "(<dir>/<slide>/nuclei.npz), clinical table; repeat per cohort",
     )
-    parser.add_argument("--time", default="rfs_months")
-    parser.add_argument("--event", default="recurrence")
-    parser.add_argument("--good-months", type=float, default=48.0)
-    parser.add_argument("--poor-months", type=float, default=19.2)
+    add_outcome_options(parser, "hcc")
+    parser.add_argument("--good-months", type=float, default=default("hcc.mil.good_months"))
+    parser.add_argument("--poor-months", type=float, default=default("hcc.mil.poor_months"))
     parser.add_argument("--epochs", type=int, default=d.epochs)
     parser.add_argument("--lr", type=float, default=d.lr)
     parser.add_argument("--lr-step", type=int, default=d.lr_step, help="epochs per lr halving")
     parser.add_argument("--l2", type=float, default=d.l2)
-    parser.add_argument("--t", type=float, default=d.t, help="score threshold")
-    parser.add_argument("--p", type=int, default=d.p, help="generalised-mean power")
+    add_threshold_option(parser)
+    parser.add_argument("--power", type=int, default=d.power, help="generalised-mean power p")
     parser.add_argument("--bag-size", type=bag_size, default=d.bag_size)
     parser.add_argument("--val-fraction", type=float, default=d.val_fraction)
     parser.add_argument("--weights", default=d.weights, help="imagenet | none | a file")
@@ -72,8 +74,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="frozen",
         help="frozen: running statistics while training (default); bag: each bag's statistics",
     )
-    add_seed(parser, d.seed)
-    add_torch_options(parser)
+    add_seed(parser, "hcc.mil.seed")
+    add_torch_options(parser, section="hcc")
     add_outputs(
         parser,
         model="MIL checkpoint (.pt)",
@@ -150,8 +152,8 @@ def run(args: argparse.Namespace) -> None:
         lr=args.lr,
         lr_step=args.lr_step,
         l2=args.l2,
-        t=args.t,
-        p=args.p,
+        threshold=args.threshold,
+        power=args.power,
         bag_size=args.bag_size,
         val_fraction=args.val_fraction,
         seed=args.seed,

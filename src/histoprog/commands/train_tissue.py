@@ -19,6 +19,7 @@ from histoprog.cli_options import (
     check_required_weights,
     patch_normalizer,
 )
+from histoprog.defaults import default
 from histoprog.device import select_device, set_threads
 from histoprog.errors import InputError
 from histoprog.io import save_figure, write_tsv
@@ -44,16 +45,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--classes", nargs="+", required=True, help="class names in output order (folder names)"
     )
-    parser.add_argument("--backbone", default="resnet50", help="resnet50 | resnet34 | resnet18")
+    parser.add_argument(
+        "--backbone", default=default("tissue.backbone"), help="resnet50 | resnet34 | resnet18"
+    )
     parser.add_argument(
         "--weights",
-        default="imagenet",
+        default=default("tissue.weights"),
         help="initial weights: imagenet (torch hub cache), none, or a file (stage 2: the "
         "stage-1 checkpoint)",
     )
     add_require_weights(parser)
     add_patch_stain_options(parser)
-    parser.add_argument("--tile-px", type=int, default=None, help="resize patches to this size")
+    parser.add_argument(
+        "--tile-px", type=int, default=default("tissue.tile_px"), help="resize patches to this"
+    )
     jitter = ScannerJitter()  # its defaults are the CLI's
     parser.add_argument(
         "--jitter-stain-sigma",
@@ -72,16 +77,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=jitter.jpeg_probability,
         help="chance of a JPEG round trip per training patch (0 = never)",
     )
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--patience", type=int, default=5, help="0 = no early stopping")
-    parser.add_argument("--lr", type=float, default=0.001)
+    parser.add_argument("--epochs", type=int, default=default("tissue.epochs"))
     parser.add_argument(
-        "--lr-schedule", choices=LR_SCHEDULES, default="constant", help="constant or cosine"
+        "--patience", type=int, default=default("tissue.patience"), help="0 = no early stopping"
     )
-    parser.add_argument("--momentum", type=float, default=0.9)
-    parser.add_argument("--val-fraction", type=float, default=0.2)
-    add_seed(parser)
-    add_torch_options(parser, batch_size=32, workers=0)
+    parser.add_argument("--lr", type=float, default=default("tissue.lr"))
+    parser.add_argument(
+        "--lr-schedule",
+        choices=LR_SCHEDULES,
+        default=default("tissue.lr_schedule"),
+        help="constant or cosine",
+    )
+    parser.add_argument("--momentum", type=float, default=default("tissue.momentum"))
+    parser.add_argument("--val-fraction", type=float, default=default("tissue.val_fraction"))
+    add_seed(parser, "tissue.seed")
+    add_torch_options(
+        parser, batch_size=default("tissue.batch_size"), workers=default("tissue.workers")
+    )
     add_outputs(
         parser,
         model="checkpoint (.pt)",

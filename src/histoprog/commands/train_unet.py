@@ -37,8 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--target-mpp", type=float, default=d.target_mpp, help="mpp of the tiles at inference"
     )
-    add_seed(parser, d.seed)
-    add_torch_options(parser, batch_size=d.batch_size, workers=0)
+    add_seed(parser, "hcc.unet.seed")
+    add_torch_options(parser, batch_size=d.batch_size, workers=d.workers, section="hcc")
     add_outputs(
         parser,
         model="U-net checkpoint (.pt)",

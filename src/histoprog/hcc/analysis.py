@@ -27,8 +27,8 @@ from histoprog.analysis.features import exclusions
 from histoprog.analysis.groups import GroupSurvival, group_survival
 from histoprog.analysis.outcome import Outcome
 from histoprog.analysis.roc_tables import auc_table, marker_roc, split_times
+from histoprog.defaults import default
 from histoprog.errors import InputError
-from histoprog.models.mil import THRESHOLD
 from histoprog.survival import TimeROCResult
 
 GROUPS = ("low", "high")
@@ -36,26 +36,18 @@ GROUPS = ("low", "high")
 FACTORS_KEY = "hcc.analysis.clinical_factors"
 """Config key of the clinical factors (named in messages)."""
 
-DEFAULT_FACTORS: dict[str, Any] = {
-    "vascular_invasion": None,
-    "tumour_size_cm": 5,
-    "n_tumours": 1,
-    "afp": 400,
-    "differentiation_grade": 2,
-}
-
 
 @dataclass(frozen=True)
 class HCCSettings:
     """Settings of the HCC analysis (config ``hcc.analysis``; outcome from ``clinical.hcc``)."""
 
-    time: str = "rfs_months"
-    event: str = "recurrence"
-    t: float = THRESHOLD
-    clinical_factors: Mapping[str, Any] = field(default_factory=lambda: dict(DEFAULT_FACTORS))
-    auc_years: tuple[float, ...] = (1, 2, 3, 4, 5, 6)
-    survival_at: float = 60.0
-    risk_step: float = 12.0
+    time: str = default("clinical.hcc.time")
+    event: str = default("clinical.hcc.event")
+    threshold: float = default("hcc.mil.threshold")
+    clinical_factors: Mapping[str, Any] = field(default_factory=lambda: default(FACTORS_KEY))
+    auc_years: tuple[float, ...] = default("hcc.analysis.auc_years")
+    survival_at: float = default("hcc.analysis.survival_at")
+    risk_step: float = default("hcc.analysis.risk_step")
 
     @property
     def outcome(self) -> Outcome:
@@ -178,7 +170,7 @@ def analyse_cohort(
         InputError: no patient with both a MIL score and a clinical row, or bad factors.
     """
     where = f"cohort '{name}'"
-    data, excl = scored_patients(name, mil, clinical, s.t)
+    data, excl = scored_patients(name, mil, clinical, s.threshold)
     design, factors = derive_factors(data, s.clinical_factors, where)
     data = pd.concat([data.drop(columns=[c for c in factors if c in data]), design], axis=1)
     km = group_survival(

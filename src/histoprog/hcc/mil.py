@@ -29,11 +29,11 @@ import pandas as pd
 import torch
 from torch import nn
 
+from histoprog.defaults import default
 from histoprog.errors import InputError
 from histoprog.hcc.bags import Bag, bag_input
 from histoprog.inference import batch_slices, run_model
 from histoprog.models import MilLoss, build_mil_mobilenet, signed_generalised_mean, slide_score
-from histoprog.models.mil import THRESHOLD
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,11 @@ HISTORY_COLUMNS = (
 )
 
 
+def _bag_size(value: int | str) -> int | None:
+    """Config ``bag_size``: ``all`` -> None."""
+    return None if value == "all" else int(value)
+
+
 @dataclass(frozen=True)
 class MilConfig:
     """MIL training settings (config ``hcc.mil``).
@@ -59,8 +64,8 @@ class MilConfig:
         lr: initial learning rate (Adam).
         lr_step: epochs between halvings of the learning rate.
         l2: L2 factor of Eq. 4.
-        t: score threshold (high risk when S >= t).
-        p: generalised-mean power.
+        threshold: score threshold t (high risk when S >= t).
+        power: generalised-mean power p.
         bag_size: tiles per training step and per validation bag; ``None`` = all stored.
         val_fraction: share of each class's patients held out for validation.
         seed: split, initialisation, tile draws, augmentation, dropout.
@@ -73,16 +78,16 @@ class MilConfig:
             differently in training and at scoring.
     """
 
-    epochs: int = 40
-    lr: float = 1e-4
-    lr_step: int = 10
-    l2: float = 0.02
-    t: float = THRESHOLD
-    p: int = 3
-    bag_size: int | None = 128
-    val_fraction: float = 0.2
-    seed: int = 0
-    weights: str | None = "imagenet"
+    epochs: int = default("hcc.mil.epochs")
+    lr: float = default("hcc.mil.lr")
+    lr_step: int = default("hcc.mil.lr_step")
+    l2: float = default("hcc.mil.l2")
+    threshold: float = default("hcc.mil.threshold")
+    power: int = default("hcc.mil.power")
+    bag_size: int | None = _bag_size(default("hcc.mil.bag_size"))
+    val_fraction: float = default("hcc.mil.val_fraction")
+    seed: int = default("hcc.mil.seed")
+    weights: str | None = default("hcc.mil.weights")
     augment: bool = True
     freeze_bn: bool = True
 
@@ -94,7 +99,7 @@ class MilConfig:
                 ("lr", "> 0", self.lr > 0),
                 ("lr_step", ">= 1", self.lr_step >= 1),
                 ("l2", ">= 0", self.l2 >= 0),
-                ("t", "in (0, 1)", 0 < self.t < 1),
+                ("threshold", "in (0, 1)", 0 < self.threshold < 1),
                 ("bag_size", ">= 1 or all", self.bag_size is None or self.bag_size >= 1),
                 ("val_fraction", "in (0, 1)", 0 < self.val_fraction < 1),
             )
@@ -104,8 +109,13 @@ class MilConfig:
             raise InputError("MIL settings", "; ".join(problems), "fix the hcc.mil keys")
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain dict (stored in the checkpoint)."""
-        return asdict(self)
+        """Plain dict (stored in the checkpoint).
+
+        The threshold and power are stored as ``t`` and ``p``, the paper's symbols, which
+        ``mil_score`` and the checkpoints in exported model bundles use.
+        """
+        stored = {"threshold": "t", "power": "p"}
+        return {stored.get(k, k): v for k, v in asdict(self).items()}
 
 
 @dataclass(frozen=True)
@@ -245,8 +255,8 @@ def train_mil(
         )
     torch.manual_seed(cfg.seed)
     model = build_mil_mobilenet(None if cfg.weights in (None, "none") else cfg.weights).to(device)
-    start_at_threshold(model, cfg.t)
-    loss_fn = MilLoss(t=cfg.t, l2=cfg.l2)
+    start_at_threshold(model, cfg.threshold)
+    loss_fn = MilLoss(t=cfg.threshold, l2=cfg.l2)
     optimiser = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     scheduler = torch.optim.lr_scheduler.StepLR(optimiser, step_size=cfg.lr_step, gamma=0.5)
     val_rng = np.random.default_rng((cfg.seed, 1))
@@ -274,14 +284,14 @@ def train_mil(
             if cfg.augment:
                 x = _augment(x, rng)
             optimiser.zero_grad(set_to_none=True)
-            score, _ = slide_score(model, x, cfg.p)
+            score, _ = slide_score(model, x, cfg.power)
             bce, reg = loss_fn.parts(score, torch.tensor(s.y), model)
             (bce + reg).backward()
             optimiser.step()
             totals.append((bce + reg).item())
             bces.append(bce.item())
         scheduler.step()
-        val_loss, val_bce, val_acc = _validate(model, val_bags, loss_fn, cfg.p)
+        val_loss, val_bce, val_acc = _validate(model, val_bags, loss_fn, cfg.power)
         if val_bce < best_bce:
             best_bce, best_epoch = val_bce, epoch
             best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})

@@ -27,6 +27,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from histoprog.data import IMAGENET_MEAN, IMAGENET_STD, to_model_input
+from histoprog.defaults import default
 from histoprog.errors import InputError
 from histoprog.hcc.nuclei_data import (
     NucleiCrops,
@@ -72,18 +73,21 @@ class UnetConfig:
         workers: DataLoader worker processes.
     """
 
-    encoder: str = "resnet34"
-    weights: str | None = "imagenet"
-    epochs: int = 40
-    crop: int = 224
-    crops_per_image: int = 16
-    batch_size: int = 8
-    lr: float = 1e-3
-    val_fraction: float = 0.25
-    image_mpp: float = 0.25
-    target_mpp: float = 0.25 * 512 / 224
-    seed: int = 0
-    workers: int = 0
+    encoder: str = default("hcc.unet.encoder")
+    weights: str | None = default("hcc.unet.weights")
+    epochs: int = default("hcc.unet.epochs")
+    crop: int = default("hcc.unet.crop")
+    crops_per_image: int = default("hcc.unet.crops_per_image")
+    batch_size: int = default("hcc.unet.batch")
+    lr: float = default("hcc.unet.lr")
+    val_fraction: float = default("hcc.unet.val_fraction")
+    image_mpp: float = default("hcc.unet.image_mpp")
+    # the HCC tiles at the MIL input scale, as the workflow computes it (hcc.smk)
+    target_mpp: float = (
+        default("tile.hcc.mpp") * default("tile.hcc.px") / default("hcc.mil.tile_px_in")
+    )
+    seed: int = default("hcc.unet.seed")
+    workers: int = default("hcc.unet.workers")
 
     def __post_init__(self) -> None:
         problems = [

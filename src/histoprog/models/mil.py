@@ -14,12 +14,13 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models import MobileNetV2, mobilenet_v2
 
+from histoprog.defaults import default
 from histoprog.errors import InputError
 from histoprog.models.weights import WeightsSpec, load_weights, resolve_weights
 
-THRESHOLD = 0.4457
-POWER = 3
-L2 = 0.02
+THRESHOLD: float = default("hcc.mil.threshold")
+POWER: int = default("hcc.mil.power")
+L2: float = default("hcc.mil.l2")
 IN_CHANNELS = 4
 
 

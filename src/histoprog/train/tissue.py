@@ -42,6 +42,7 @@ from histoprog.data import (
     stratified_split,
     to_model_input,
 )
+from histoprog.defaults import default
 from histoprog.errors import InputError
 from histoprog.models import (
     TissueClassifier,
@@ -74,7 +75,7 @@ HISTORY_COLUMNS = (
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation settings (defaults = METHODS 3.3).
+    """Optimisation settings (config ``tissue``; defaults = METHODS 3.3).
 
     Attributes:
         epochs: the most epochs to run.
@@ -91,14 +92,14 @@ class TrainConfig:
         num_workers: DataLoader worker processes (0 = load in the main process).
     """
 
-    epochs: int = 30
-    patience: int = 5
-    batch_size: int = 32
-    lr: float = 0.001
-    lr_schedule: str = "constant"
-    momentum: float = 0.9
-    val_fraction: float = 0.2
-    seed: int = 0
+    epochs: int = default("tissue.epochs")
+    patience: int = default("tissue.patience")
+    batch_size: int = default("tissue.batch_size")
+    lr: float = default("tissue.lr")
+    lr_schedule: str = default("tissue.lr_schedule")
+    momentum: float = default("tissue.momentum")
+    val_fraction: float = default("tissue.val_fraction")
+    seed: int = default("tissue.seed")
     num_workers: int = 0
 
     def __post_init__(self) -> None:
