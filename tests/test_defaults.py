@@ -11,6 +11,7 @@ import argparse
 import ast
 import dataclasses
 import re
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -335,3 +336,20 @@ def test_config_readme_gives_the_schema_defaults():
         if not same(default(key), yaml.safe_load(cell.replace("`", "")))
     ]
     assert not wrong, wrong
+
+
+def test_every_planned_command_line_parses():
+    """The rules' flags are the commands' options (the demo's planned shell commands)."""
+    parser = build_parser()
+    fixture = ROOT / "tests/fixtures/planned_jobs/demo.txt"
+    prefix = "    Shell command: python -m histoprog "
+    lines = [
+        line[len(prefix) :] for line in fixture.read_text().splitlines() if line.startswith(prefix)
+    ]
+    assert len(lines) > 100
+    for line in lines:
+        args = shlex.split(line.split(" > ")[0])
+        try:
+            parser.parse_args(args)
+        except SystemExit:
+            pytest.fail(f"does not parse: {line[:300]}")
