@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torchstain.torch.normalizers.macenko import TorchMacenkoNormalizer
 
+from histoprog.defaults import default
 from histoprog.errors import InputError
 from histoprog.stain.base import StainNormalizer, StainParams, check_background_intensity
 from histoprog.stain.pixels import check_batch, check_tile, od_table, pool_pixels
@@ -61,7 +62,8 @@ class MacenkoNormalizer(StainNormalizer):
         background_intensity: ``I0`` (torchstain's ``Io``), see
             :class:`~histoprog.stain.base.StainNormalizer`; the workflow passes config
             ``stain.io``.
-        alpha: percentile of the angle distribution for the extreme stain vectors.
+        alpha: percentile of the angle distribution for the extreme stain vectors (default:
+            config ``stain.alpha``, torchstain's 1; likewise ``beta``).
         beta: OD threshold; pixels with any channel OD below it are not tissue.
         min_tissue_pixels: fewest tissue pixels (OD >= beta in every channel) a fit needs.
         max_pixels: pooled pixels are randomly subsampled to about this many (seeded)
@@ -83,8 +85,8 @@ class MacenkoNormalizer(StainNormalizer):
         target: np.ndarray | None,
         background_intensity: float,
         *,
-        alpha: float = 1,
-        beta: float = 0.15,
+        alpha: float = default("stain.alpha"),
+        beta: float = default("stain.beta"),
         min_tissue_pixels: int = 500,
         max_pixels: int | None = 1_000_000,
         seed: int = 0,
