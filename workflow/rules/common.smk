@@ -2,6 +2,7 @@
 # (output paths, input functions, command-line pieces). Everything here reads only what is
 # defined above it; each rule file lists its own default targets for the Snakefile.
 
+import inspect
 import os
 from pathlib import Path
 
@@ -132,9 +133,17 @@ def optional_arg(flag, value):
     return "" if unset else f"{flag} {value}"
 
 
-def sheet_mpp_arg(wildcards):
-    """--sheet-mpp from the slide table's mpp column, when the row has one."""
-    return optional_arg("--sheet-mpp", slide_row(wildcards)["mpp"])
+def tile_job_args(wildcards):
+    """The job's slide path (as resolved and as written), sheet mpp flag and tiling."""
+    row = slide_row(wildcards)
+    size = tiling(wildcards)
+    return {
+        "path": row["path"],
+        "written": row["path_as_written"],
+        "sheet_mpp": optional_arg("--sheet-mpp", row["mpp"]),
+        "mpp": size["mpp"],
+        "px": size["px"],
+    }
 
 
 # training rules: stop when ImageNet weights are asked for but not cached
@@ -205,9 +214,18 @@ def per_attempt(base):
     """A resource of ``base`` at the first attempt that grows with each retry (x2, x3).
 
     For ``mem_mb`` (MB) and ``runtime`` (minutes): a Slurm job killed for memory or time
-    is resubmitted with more (profiles/slurm sets ``retries``).
+    is resubmitted with more (profiles/slurm sets ``retries``). The signature is set
+    once: snakemake inspects every callable of every job (benchmarks/bench_dag.py).
     """
-    return lambda wildcards, attempt: base * attempt
+
+    def resource(wildcards, attempt):
+        return base * attempt
+
+    resource.__signature__ = PER_ATTEMPT_SIGNATURE
+    return resource
+
+
+PER_ATTEMPT_SIGNATURE = inspect.signature(lambda wildcards, attempt: None)
 
 
 # Cohorts by branch, from the cohort sheet (sheet order everywhere)

@@ -40,9 +40,7 @@ rule geojson:
         runtime=per_attempt(10),
     params:
         region=REGION_ARGS,
-        thresholds=lambda wc, input: optional_arg(
-            "--thresholds", input.thresholds or None
-        ),
+        thresholds=optional_arg("--thresholds", GEOJSON_THRESHOLDS or None),
     shell:
         "python -m histoprog geojson --pipeline crlm --slide-id {wildcards.slide} "
         "--classes {input.classes} --grid {input.grid} --meta {input.meta} "

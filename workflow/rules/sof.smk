@@ -14,8 +14,8 @@ SOF_TARGETS = [f"results/{c}/sof.tsv" for c in slide_cohorts("crlm")]
 rule gmm_thresholds:
     """Infiltrating/distal distance thresholds from the discovery slides (METHODS 4.4)."""
     input:
-        grids=lambda wc: slide_outputs(CRLM_DISCOVERY[:1], "class_grid.npy"),
-        meta=lambda wc: slide_outputs(CRLM_DISCOVERY[:1], "class_counts.json"),
+        grids=slide_outputs(CRLM_DISCOVERY[:1], "class_grid.npy"),
+        meta=slide_outputs(CRLM_DISCOVERY[:1], "class_counts.json"),
     output:
         f"{CRLM_OUT}/infiltration_thresholds.json",
     log:

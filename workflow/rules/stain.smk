@@ -1,3 +1,7 @@
+# config stain, written into the shell command once (not a field per job)
+STAIN = config["stain"]
+
+
 rule stain:
     """Slide-level Macenko stain parameters and a before/after QC image (METHODS 2)."""
     input:
@@ -19,12 +23,11 @@ rule stain:
         runtime=per_attempt(30),
     params:
         slide=slide_path,
-        cfg=config["stain"],
         target=stain_target_arg(CRLM_BUNDLE),
     shell:
         "python -m histoprog stain --slide {params.slide:q} --slide-id {wildcards.slide} "
-        "--tiles {input.tiles} --tiles-meta {input.meta} --fit {params.cfg[fit]} "
-        "--fit-tiles {params.cfg[fit_tiles]} {params.target} --alpha {params.cfg[alpha]} "
-        "--beta {params.cfg[beta]} --io {params.cfg[io]} --qc-tiles {params.cfg[qc_tiles]} "
-        "--seed {params.cfg[seed]} --out-params {output.params} --out-qc {output.qc} "
+        f"--tiles {{input.tiles}} --tiles-meta {{input.meta}} --fit {STAIN['fit']} "
+        f"--fit-tiles {STAIN['fit_tiles']} {{params.target}} --alpha {STAIN['alpha']} "
+        f"--beta {STAIN['beta']} --io {STAIN['io']} --qc-tiles {STAIN['qc_tiles']} "
+        f"--seed {STAIN['seed']} --out-params {{output.params}} --out-qc {{output.qc}} "
         "> {log} 2>&1"

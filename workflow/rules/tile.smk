@@ -9,6 +9,22 @@ TILE_CHECK_FLAGS = " ".join(
 )
 
 
+# the stage's config flags, formatted once: snakemake formats each shell field per job
+TILE_CONFIG_FLAGS = (
+    f"--mpp-tolerance {config['tile']['mpp_tolerance']} "
+    f"--lowres-mpp {config['tile']['lowres_mpp']} "
+    + " ".join(
+        f"--{key.replace('_', '-')} {config['tile']['blank'][key]}"
+        for key in (
+            "saturation_max",
+            "value_min",
+            "black_value_max",
+            "max_blank_fraction",
+        )
+    )
+)
+
+
 rule tile:
     """Tissue mask, tile grid and tile table of one slide (METHODS 1)."""
     input:
@@ -28,23 +44,11 @@ rule tile:
         mem_mb=per_attempt(2000),
         runtime=per_attempt(30),
     params:
-        slide=slide_path,
-        sheet_mpp=sheet_mpp_arg,
-        mpp=lambda wc: tiling(wc)["mpp"],
-        px=lambda wc: tiling(wc)["px"],
-        tol=config["tile"]["mpp_tolerance"],
-        lowres=config["tile"]["lowres_mpp"],
-        blank=config["tile"]["blank"],
-        written=lambda wc: slide_row(wc)["path_as_written"],
-        checks=TILE_CHECK_FLAGS,
+        job=tile_job_args,
     shell:
-        "python -m histoprog tile --slide {params.slide:q} --slide-id {wildcards.slide} "
-        "--path-as-written {params.written:q} {params.checks} "
-        "{params.sheet_mpp} --target-mpp {params.mpp} --tile-px {params.px} "
-        "--mpp-tolerance {params.tol} --lowres-mpp {params.lowres} "
-        "--saturation-max {params.blank[saturation_max]} "
-        "--value-min {params.blank[value_min]} "
-        "--black-value-max {params.blank[black_value_max]} "
-        "--max-blank-fraction {params.blank[max_blank_fraction]} "
+        "python -m histoprog tile --slide {params.job[path]:q} --slide-id {wildcards.slide} "
+        f"--path-as-written {{params.job[written]:q}} {TILE_CHECK_FLAGS} "
+        "{params.job[sheet_mpp]} --target-mpp {params.job[mpp]} "
+        f"--tile-px {{params.job[px]}} {TILE_CONFIG_FLAGS} "
         "--out-tiles {output.tiles} --out-meta {output.meta} --out-mask {output.mask} "
         "> {log} 2>&1"

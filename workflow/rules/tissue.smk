@@ -5,6 +5,8 @@
 from histoprog.classes import CLASSES as CRLM_CLASSES
 
 TISSUE = config["tissue"]
+# classify settings, written into its shell command once (not a field per job)
+CLASSIFY = TISSUE["classify"]
 TISSUE_STAGES = ("crc", "crlm")
 TISSUE_CLASSES = {"crc": list(TISSUE["crc_classes"]), "crlm": list(CRLM_CLASSES)}
 # --weights per stage: imagenet, none, a file, or (crlm_weights: crc) the stage-1 model
@@ -170,14 +172,13 @@ rule classify:
     params:
         slide=slide_path,
         target=stain_target_arg(CRLM_BUNDLE),
-        cfg=TISSUE["classify"],
     shell:
         "python -m histoprog classify --slide {params.slide:q} --slide-id {wildcards.slide} "
         "--tiles {input.tiles} --tiles-meta {input.meta} --stain {input.stain} "
-        "{params.target} --model {input.model} --batch-size {params.cfg[batch_size]} "
-        "--workers {params.cfg[workers]} --threads {params.cfg[threads]} "
-        "--device {params.cfg[device]} "
-        "--max-failed-fraction {params.cfg[max_failed_fraction]} "
-        "--thumbnail-px {params.cfg[thumbnail_px]} --out-classes {output.classes} "
+        f"{{params.target}} --model {{input.model}} --batch-size {CLASSIFY['batch_size']} "
+        f"--workers {CLASSIFY['workers']} --threads {CLASSIFY['threads']} "
+        f"--device {CLASSIFY['device']} "
+        f"--max-failed-fraction {CLASSIFY['max_failed_fraction']} "
+        f"--thumbnail-px {CLASSIFY['thumbnail_px']} --out-classes {{output.classes}} "
         "--out-grid {output.grid} --out-counts {output.counts} "
         "--out-overlay {output.overlay} > {log} 2>&1"
