@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw
 
-#: pixels between tiles and above the rows (for the title)
-GAP, HEADER = 4, 18
+from histoprog.plots.pil_text import draw_lines, font, header_px, wrap
+
+#: pixels between tiles
+GAP = 4
 
 
 def nuclei_montage(tiles: np.ndarray, heat: np.ndarray, title: str = "") -> Image.Image:
@@ -18,10 +20,18 @@ def nuclei_montage(tiles: np.ndarray, heat: np.ndarray, title: str = "") -> Imag
         title: text above the rows.
     """
     n, side = max(1, len(tiles)), tiles.shape[1] if len(tiles) else 64
-    canvas = Image.new("RGB", (n * (side + GAP) + GAP, HEADER + 2 * (side + GAP)), "white")
+    width = n * (side + GAP) + GAP
+    face = font()
+    lines = wrap(
+        f"{title}: Vahadane-normalised tiles (top) and nuclei heat maps (bottom, dark = nucleus)",
+        width - 2 * GAP,
+        face,
+    )
+    header = header_px(len(lines))
+    canvas = Image.new("RGB", (width, header + 2 * (side + GAP)), "white")
     for i in range(len(tiles)):
         x = GAP + i * (side + GAP)
-        canvas.paste(Image.fromarray(tiles[i]), (x, HEADER))
-        canvas.paste(Image.fromarray(255 - heat[i]).convert("RGB"), (x, HEADER + side + GAP))
-    ImageDraw.Draw(canvas).text((GAP, 3), f"{title}: Vahadane tiles / nuclei heat maps", "black")
+        canvas.paste(Image.fromarray(tiles[i]), (x, header))
+        canvas.paste(Image.fromarray(255 - heat[i]).convert("RGB"), (x, header + side + GAP))
+    draw_lines(ImageDraw.Draw(canvas), (GAP, 4), lines, face)
     return canvas

@@ -86,7 +86,7 @@ def tile_gallery(
         for i, (tile, logit, slide) in enumerate(block):
             ax = axes[start + i // ncols, i % ncols]
             ax.imshow(tile)
-            ax.set_title(f"{slide}\n{logit:.2f}", fontsize=4, pad=1)
+            ax.set_title(f"{slide}\n{logit:.2f}", fontsize=6, pad=1)
     fig.suptitle(title, fontsize=10)
     fig.subplots_adjust(left=0.01, right=0.99, top=1 - 0.9 / (nrows + 1), bottom=0.01, hspace=0.6)
     for label, start in (

@@ -15,6 +15,7 @@ import pandas as pd
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
+from matplotlib.ticker import NullFormatter
 
 from histoprog.plots.colours import CLASS_COLOURS
 from histoprog.sof import CLASSES, NON_TUMOUR_CLASSES
@@ -217,6 +218,10 @@ def km_panels(
     return fig
 
 
+#: hazard-ratio ticks of the forest plot (those within its range are shown)
+HR_TICKS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100)
+
+
 def forest_plot(table: pd.DataFrame, title: str = "") -> Figure:
     """Hazard ratios with 95 % CI on a log axis (rows of a Cox summary: term, hr, ...)."""
     t = table.dropna(subset=["hr"]).reset_index(drop=True)
@@ -234,6 +239,10 @@ def forest_plot(table: pd.DataFrame, title: str = "") -> Figure:
     )
     ax.axvline(1.0, color="grey", ls=":", lw=1)
     ax.set_xscale("log")
+    lo, hi = ax.get_xlim()  # ticks at 0.5, 1, 2 ... within the range, written plainly
+    ticks = [v for v in HR_TICKS if lo <= v <= hi]
+    ax.set_xticks(ticks, [f"{v:g}" for v in ticks])
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_yticks(y)
     ax.set_yticklabels(t["term"], fontsize=8)
     for yi, (_, r) in zip(y, t.iterrows(), strict=True):
@@ -291,7 +300,8 @@ def time_roc_figure(
         plot_auc_curves(curves, ax=ax, ms=3)
     for t in marks:
         ax.axvline(t, color="grey", ls="--", lw=0.8)
-    ax.set_xlabel("months")
+    ax.set_ylim(0, 1)  # an AUC below the default lower limit would leave the axes
+    ax.set_xlabel("Time (months)")
     ax.set_title(title, fontsize=9, loc="left")
     fig.tight_layout()
     return fig
@@ -304,6 +314,8 @@ def calibration_figure(results: Mapping[float, CalibrationResult], title: str = 
     axes = np.atleast_1d(fig.subplots(1, n))
     for ax, (u, res) in zip(axes, results.items(), strict=False):
         res.plot(ax=ax)
+        ax.set_xlabel(f"predicted survival at {u:g} months")
+        ax.set_ylabel(f"observed survival at {u:g} months")
         ax.set_title(f"{u:g} months (B = {res.n_boot})", fontsize=9, loc="left")
     if not results:
         axes[0].text(0.5, 0.5, "no calibration time within follow-up", ha="center")
