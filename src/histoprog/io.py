@@ -12,9 +12,10 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:  # the writer gets a DataFrame; stages that write none skip pandas' import
+    import pandas as pd
 
 
 @contextmanager

@@ -27,7 +27,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
 
 from histoprog.classes import CLASSES, NO_TILE
 from histoprog.defaults import default
@@ -154,6 +153,8 @@ def tumour_region(grid: np.ndarray, params: RegionParams = RegionParams()) -> np
     Returns:
         Boolean mask with the grid's shape.
     """
+    from scipy import ndimage  # here: sof_table and the figures need only the columns
+
     g = _check_grid(grid)
     mask = g == _TUM
     if not mask.any():
@@ -191,6 +192,8 @@ def distance_to_region(region: np.ndarray) -> np.ndarray:
     reg = reg.astype(bool)
     if not reg.any():
         return np.full(reg.shape, np.inf)
+    from scipy import ndimage
+
     return ndimage.distance_transform_edt(~reg)
 
 
@@ -307,6 +310,8 @@ def fit_infiltration_thresholds(
 
 def _interaction(g: np.ndarray) -> dict[str, float]:
     """Mean 8-neighbour share of each non-tumour class around TUM tiles (METHODS 4.5)."""
+    from scipy import ndimage
+
     tum = g == _TUM
     # Outside the grid is "no tile": pad with zeros (mode="constant", cval=0).
     tissue = np.isin(g, _TISSUE_CODES).astype(np.int32)

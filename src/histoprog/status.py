@@ -11,11 +11,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from histoprog.io import read_json
+
+if TYPE_CHECKING:  # every stage imports this module; only the tables need pandas
+    import pandas as pd
 
 OK = "ok"
 FAILED = "failed"
@@ -72,6 +73,8 @@ def cohort_status(slide_ids: Sequence[str], stage_outputs: Sequence[Sequence[str
                 )
                 break
         rows.append(row)
+    import pandas as pd
+
     table = pd.DataFrame(rows, columns=list(STATUS_COLUMNS))
     failed = table[table["status"] == FAILED]
     for slide_id, stage, reason in failed[["slide_id", "stage", "reason"]].itertuples(index=False):
@@ -99,6 +102,8 @@ def failure_summary(tables: Mapping[str, str | Path], examples: int = 3) -> tupl
         One line per cohort with failed slides (count, the first ``examples`` slides and
         reasons, the table's path), and the number of failed slides in all.
     """
+    import pandas as pd
+
     lines: list[str] = []
     total = 0
     for cohort, path in tables.items():

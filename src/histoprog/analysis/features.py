@@ -25,7 +25,6 @@ import pandas as pd
 from histoprog.errors import InputError
 from histoprog.sheets import read_table, require_columns
 from histoprog.sof import QC_COLUMNS, sof_columns
-from histoprog.survival._data import check_time_event, format_ids
 
 __all__ = [
     "EXCLUSION_COLUMNS",
@@ -136,6 +135,9 @@ def read_clinical(
         "add the column, or name the outcome columns in config.yaml under clinical.crlm",
     )
     _check_ids(table, where)
+    # histoprog.survival imports lifelines and every statistic: not at sof_table's start
+    from histoprog.survival._data import check_time_event
+
     try:
         t, e = check_time_event(table, time, event, id_col="patient_id")
     except InputError as err:
@@ -147,6 +149,8 @@ def read_clinical(
 
 def _check_ids(table: pd.DataFrame, where: str) -> None:
     """Fail on missing or duplicated patient ids."""
+    from histoprog.survival._data import format_ids
+
     if table["patient_id"].isna().any():
         rows = (np.flatnonzero(table["patient_id"].isna()) + 2).tolist()
         raise InputError(
@@ -199,6 +203,8 @@ def read_features(
         InputError: missing file or columns, non-numeric feature values (naming the
             patients), or a duplicated patient_id in a table without ``slide_id``.
     """
+    from histoprog.survival._data import format_ids
+
     where = _where("feature table", path, cohort)
     table = read_table(path, "feature table")
     require_columns(
