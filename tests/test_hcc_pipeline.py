@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from PIL import Image
 
 from histoprog.errors import InputError
 from histoprog.hcc.bags import Bag
@@ -79,6 +80,28 @@ def nuclei_args(cohort: Path, slide_id: str, d: Path, model: Path, bag: int = 16
     ]  # fmt: skip
 
 
+def mil_score_args(cohort: Path, slide_id: str, d: Path, model: Path) -> list:
+    """Arguments of the mil_score stage for one slide (outputs beside its bag)."""
+    return [
+        "mil_score", "--slide", cohort / "slides" / f"{slide_id}.tiff", "--slide-id", slide_id,
+        "--patient-id", slide_id, "--tiles-meta", d / "tiles.json", "--bag", d / "nuclei.npz",
+        "--nuclei-meta", d / "nuclei.json", "--model", model, "--device", "cpu",
+        "--out-score", d / "mil_score.json", "--out-tiles", d / "mil_tiles.tsv",
+        "--out-map", d / "mil_map.png",
+    ]  # fmt: skip
+
+
+def save_mil_file(path: Path) -> Path:
+    """An untrained MIL MobileNetV2 checkpoint at the published t and p."""
+    torch.manual_seed(0)
+    save_checkpoint(
+        path, build_mil_mobilenet(None), kind="mil", architecture={"in_channels": 4},
+        class_names=None, normalisation={"mean": [0.5] * 4, "std": [0.5] * 4},
+        config={"t": 0.4457, "p": 3}, metrics={},
+    )  # fmt: skip
+    return path
+
+
 def save_unet_file(path: Path, in_channels: int = 3) -> Path:
     """An untrained resnet18 U-net checkpoint (the stages only need a valid model)."""
     torch.manual_seed(0)
@@ -137,19 +160,11 @@ def test_bag_without_tissue_tiles_fails_the_slide(tiny: dict[str, Path]) -> None
     assert "has no tissue tiles" in meta["reason"]
     with pytest.raises(InputError, match="holds no tiles"):
         Bag.load(d / "nuclei.npz")
-    # the score stage passes the failure on, the cohort table lists it
-    mil = tiny["root"] / "mil.pt"
-    torch.manual_seed(0)
-    save_checkpoint(
-        mil, build_mil_mobilenet(None), kind="mil", architecture={"in_channels": 4},
-        class_names=None, normalisation={"mean": [0.5] * 4, "std": [0.5] * 4},
-        config={"t": 0.4457, "p": 3}, metrics={},
-    )  # fmt: skip
-    run_stage(
-        "mil_score", "--slide-id", "tiny-002", "--patient-id", "tiny-002", "--bag",
-        d / "nuclei.npz", "--nuclei-meta", d / "nuclei.json", "--model", mil, "--device",
-        "cpu", "--out-score", d / "mil_score.json", "--out-tiles", d / "mil_tiles.tsv",
-    )  # fmt: skip
+    # the score stage passes the failure on (its map says why), the cohort table lists it
+    mil = save_mil_file(tiny["root"] / "mil.pt")
+    run_stage(*mil_score_args(tiny["cohort"], "tiny-002", d, mil))
+    with Image.open(d / "mil_map.png") as figure:
+        assert figure.size == (600, 200)  # status.failure_figure at 100 dpi
     run_stage("mil_table", "--scores", d / "mil_score.json", "--out", d / "mil.tsv")
     table = pd.read_csv(d / "mil.tsv", sep="\t")
     assert table.loc[0, "status"] == "failed" and "no tissue tiles" in table.loc[0, "reason"]

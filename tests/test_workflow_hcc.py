@@ -133,6 +133,10 @@ def test_outputs_of_every_stage(hcc_run: Path) -> None:
         assert (out / f"{fig}_te.png").stat().st_size > 0
     slide = next((hcc_run / "results/te/slides").iterdir())
     assert (slide / "nuclei_qc.png").stat().st_size > 0
+    for cohort in (TRAIN[0], TEST[0]):  # every slide's MIL map
+        slides = sorted((hcc_run / f"results/{cohort}/slides").iterdir())
+        assert len(slides) == {TRAIN[0]: TRAIN[3], TEST[0]: TEST[3]}[cohort]
+        assert all((s / "mil_map.png").stat().st_size > 0 for s in slides)
 
 
 def test_bundle_applied_alone_gives_the_same_slide_scores_and_groups(

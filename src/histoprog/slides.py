@@ -317,3 +317,24 @@ def read_low_resolution(
             rgb[oy : oy + arr.shape[0], ox : ox + arr.shape[1]] = block
             transparent[oy : oy + arr.shape[0], ox : ox + arr.shape[1]] = alpha == 0
     return rgb, transparent, scale
+
+
+def read_thumbnail(
+    path: str | os.PathLike[str], slide_id: str, info: SlideInfo, long_side_px: int
+) -> tuple[np.ndarray, float]:
+    """The slide read a little finer than ``long_side_px`` on its long side (for figures).
+
+    Reads finer than asked (a level may be up to 1.25 x coarser than the target and the
+    reduction factor is rounded), so that the figure resizes it down to exactly its size.
+
+    Returns:
+        (rgb uint8 H x W x 3, level-0 pixels per pixel).
+    """
+    long_side_um = max(info.bounds[2], info.bounds[3]) * info.mpp
+    target_mpp = max(info.mpp, long_side_um / max(long_side_px, 16) / 1.5)
+    slide = open_slide(path, slide_id)
+    try:
+        rgb, _, scale = read_low_resolution(slide, info, target_mpp)
+    finally:
+        slide.close()
+    return rgb, scale

@@ -179,14 +179,17 @@ rule train_mil:
 
 
 rule mil_score:
-    """A slide's MIL score S, risk group and tile logits (METHODS 6.4)."""
+    """A slide's MIL score S, risk group, tile logits and MIL map (METHODS 6.4)."""
     input:
+        slide=slide_file,
+        tiles_meta=f"{SLIDE}/tiles.json",
         bag=f"{SLIDE}/nuclei.npz",
         meta=f"{SLIDE}/nuclei.json",
         model=HCC_MIL,
     output:
         score=f"{SLIDE}/mil_score.json",
         tiles=f"{SLIDE}/mil_tiles.tsv",
+        map=f"{SLIDE}/mil_map.png",
     log:
         "logs/mil_score/{cohort}/{slide}.log",
     benchmark:
@@ -199,16 +202,17 @@ rule mil_score:
         runtime=per_attempt(30),
         gpu=HCC["gpu"],
     params:
+        slide=slide_path,
         patient=slide_patient,
         batch=HCC["nuclei"]["batch"],
         threads=HCC["threads"],
         device=HCC["device"],
     shell:
-        "python -m histoprog mil_score --slide-id {wildcards.slide} "
-        "--patient-id {params.patient:q} --bag {input.bag} --nuclei-meta {input.meta} "
-        "--model {input.model} --batch-size {params.batch} --threads {params.threads} "
-        "--device {params.device} --out-score {output.score} --out-tiles {output.tiles} "
-        "> {log} 2>&1"
+        "python -m histoprog mil_score --slide {params.slide:q} --slide-id {wildcards.slide} "
+        "--patient-id {params.patient:q} --tiles-meta {input.tiles_meta} --bag {input.bag} "
+        "--nuclei-meta {input.meta} --model {input.model} --batch-size {params.batch} "
+        "--threads {params.threads} --device {params.device} --out-score {output.score} "
+        "--out-tiles {output.tiles} --out-map {output.map} > {log} 2>&1"
 
 
 rule mil_table:

@@ -3,6 +3,7 @@
 # report stays small for cohorts of thousands of slides (every slide's figures stay beside
 # its other outputs under results/{cohort}/slides/).
 
+# (MIL maps where the run has a MIL model: a training cohort or a bundle)
 REPORT_TARGETS = [
     f"results/{cohort}/report/{figure}"
     for cohort in SLIDES
@@ -10,7 +11,7 @@ REPORT_TARGETS = [
     + (
         ["stain_qc", "overlay", "sof"]
         if COHORTS.loc[cohort, "pipeline"] == "crlm"
-        else ["nuclei_qc"]
+        else ["nuclei_qc"] + (["mil_map"] if HCC_TRAIN or HCC_BUNDLE else [])
     )
     if report_slides(cohort)
 ]
@@ -112,5 +113,31 @@ rule report_hcc_sample:
         slides=lambda wc: report_slides(wc.cohort),
         files="nuclei_qc",
         dirs=lambda wc, output: output.qc,
+    shell:
+        REPORT_COPY
+
+
+rule report_mil_sample:
+    """MIL maps of an HCC cohort's first slides, for the report."""
+    input:
+        maps=report_slide_figures("mil_map.png"),
+    output:
+        maps=report(
+            directory("results/{cohort}/report/mil_map"),
+            patterns=["{slide}.png"],
+            caption="../report/hcc_mil_map.rst",
+            category="MIL maps",
+            subcategory="{cohort}",
+        ),
+    log:
+        "logs/report_mil_sample/{cohort}.log",
+    localrule: True
+    conda:
+        "../../envs/slides.yaml"
+    threads: 1
+    params:
+        slides=lambda wc: report_slides(wc.cohort),
+        files="mil_map",
+        dirs=lambda wc, output: output.maps,
     shell:
         REPORT_COPY

@@ -288,15 +288,7 @@ def _overlay(
 ) -> Image.Image:
     """The class grid over a thumbnail of the slide (PIL; no matplotlib in this stage)."""
     info = slides.SlideInfo(**tiles_meta["slide"])
-    long_side_um = max(info.bounds[2], info.bounds[3]) * info.mpp
-    # read finer than the overlay (a level may be up to 1.25 x coarser than asked, and the
-    # reduction factor is rounded), then resize to exactly thumbnail_px
-    target_mpp = max(info.mpp, long_side_um / max(args.thumbnail_px, 16) / 1.5)
-    slide = slides.open_slide(args.slide, args.slide_id)
-    try:
-        rgb, _, scale = slides.read_low_resolution(slide, info, target_mpp)
-    finally:
-        slide.close()
+    rgb, scale = slides.read_thumbnail(args.slide, args.slide_id, info, args.thumbnail_px)
     g = tiles_meta["grid"]
     grid_origin = (g.get("origin_x", 0), g.get("origin_y", 0))
     title = f"slide {args.slide_id}: {sum(counts.values())} tiles classified"

@@ -1,10 +1,14 @@
-"""Fixed colours of the tissue classes (hex strings).
+"""Fixed colours of the tissue classes (hex strings) and the diverging map of the MIL map.
 
 Kept apart from the figure modules and free of matplotlib, so that the per-slide jobs
-(``classify`` overlay, ``sof`` figure) get the same colours without loading it.
+(``classify`` overlay, ``sof`` figure, ``mil_score`` map) get the same colours without
+loading it.
 """
 
 from __future__ import annotations
+
+import numpy as np
+from PIL import ImageColor
 
 #: colour of each tissue class in overlays and curves (classes of both training stages)
 CLASS_COLOURS: dict[str, str] = {
@@ -38,3 +42,30 @@ TAB10: tuple[str, ...] = (
 def class_colour(name: str, index: int) -> str:
     """The class's fixed colour, else a tab10 colour by index."""
     return CLASS_COLOURS.get(name, TAB10[index % len(TAB10)])
+
+
+#: ColorBrewer RdBu (11 classes) from blue to red, as matplotlib's ``RdBu_r``
+RDBU_R: tuple[str, ...] = (
+    "#053061",
+    "#2166ac",
+    "#4393c3",
+    "#92c5de",
+    "#d1e5f0",
+    "#f7f7f7",
+    "#fddbc7",
+    "#f4a582",
+    "#d6604d",
+    "#b2182b",
+    "#67001f",
+)
+
+
+def diverging_rgb(values: np.ndarray) -> np.ndarray:
+    """RGB (float, 0-255, ... x 3) of ``values`` on :data:`RDBU_R`: -1 blue, 0 white, 1 red.
+
+    Linear between the map's colours; values outside [-1, 1] take the end colours.
+    """
+    anchors = np.array([ImageColor.getrgb(c) for c in RDBU_R], dtype=np.float64)
+    position = (np.clip(np.asarray(values, dtype=np.float64), -1, 1) + 1) / 2
+    grid = np.linspace(0, 1, len(anchors))
+    return np.stack([np.interp(position, grid, anchors[:, k]) for k in range(3)], axis=-1)

@@ -13,6 +13,7 @@ from PIL import Image, ImageColor, ImageDraw
 
 from histoprog.plots import pil_text
 from histoprog.plots.colours import class_colour
+from histoprog.plots.slide_view import slide_view
 
 LEGEND_PX = 180
 SWATCH_PX = 14
@@ -46,12 +47,11 @@ def class_overlay(
         long_side_px: the slide image's long side in the overlay (the thumbnail is resized).
         alpha: opacity of the class colours.
     """
-    view = resize_long_side(thumbnail, long_side_px)
+    sv = slide_view(thumbnail, thumbnail_origin, scale, long_side_px)
+    view = sv.image
     height, width = view.shape[:2]
-    px_y = scale * thumbnail.shape[0] / height
-    px_x = scale * thumbnail.shape[1] / width
-    y = thumbnail_origin[1] + (np.arange(height) + 0.5) * px_y
-    x = thumbnail_origin[0] + (np.arange(width) + 0.5) * px_x
+    y = sv.origin[1] + (np.arange(height) + 0.5) * sv.px[1]
+    x = sv.origin[0] + (np.arange(width) + 0.5) * sv.px[0]
     rows = np.floor((y - grid_origin[1]) / step)
     cols = np.floor((x - grid_origin[0]) / step)
     inside = (rows[:, None] >= 0) & (rows[:, None] < grid.shape[0])
@@ -82,14 +82,3 @@ def class_overlay(
         label = f"{name} ({counts.get(name, 0)})"
         draw.text((x + SWATCH_PX + 6, y), label, fill="black", font=face)
     return canvas
-
-
-def resize_long_side(image: np.ndarray, long_side_px: int) -> np.ndarray:
-    """``image`` (H x W x 3 uint8) resized so that its long side is ``long_side_px``."""
-    height, width = image.shape[:2]
-    factor = long_side_px / max(height, width)
-    size = (max(1, round(width * factor)), max(1, round(height * factor)))
-    if size == (width, height):
-        return image
-    resized = Image.fromarray(image).resize(size, Image.Resampling.LANCZOS)
-    return np.asarray(resized)
