@@ -24,6 +24,7 @@ from histoprog.models import build_tissue_classifier, save_checkpoint
 from histoprog.plots.colours import class_colour
 from histoprog.plots.overlay import LEGEND_PX, class_overlay
 from histoprog.plots.pil_text import header_px
+from histoprog.plots.slide_view import FOOTER_PX
 from histoprog.stain import TORCHSTAIN_BACKGROUND_INTENSITY, MacenkoNormalizer
 from histoprog.train import normalisation_record
 
@@ -136,9 +137,10 @@ def test_outputs_grid_and_overlay(slide_dir: Path, tmp_path: Path) -> None:
     with Image.open(tmp_path / "overlay.png") as overlay:
         assert overlay.mode == "RGB"
         width, height = overlay.size
-    # the slide image (left of the legend, below the one-line title) has a long side of
-    # --thumbnail-px, although the 3-level slide has no level at that resolution
-    assert max(width - LEGEND_PX, height - header_px(1)) == 700
+    # the slide image (left of the legend, below the one-line title, above the scale bar)
+    # has a long side of --thumbnail-px, although the 3-level slide has no level at that
+    # resolution
+    assert max(width - LEGEND_PX, height - header_px(1) - FOOTER_PX) == 700
 
 
 def test_overlay_tiles_carry_their_class_colour() -> None:

@@ -8,11 +8,15 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from PIL import Image
 
 from histoprog import tiling
 from histoprog.analysis.groups import group_survival
 from histoprog.analysis.outcome import Outcome
+from histoprog.classes import CLASSES
 from histoprog.commands.stain import qc_figure
+from histoprog.plots.overlay import class_overlay
+from histoprog.plots.slide_view import FOOTER_PX, scale_bar_um
 from histoprog.plots.survival import km_axes, km_figure, left_out
 
 GREEN = np.array([0, 200, 80])
@@ -70,6 +74,33 @@ def test_mask_thumbnail_title_is_not_cut_off() -> None:
     assert text[:, image.size[0] // 2 :].any()
     assert not text[:, -4:].any()  # nothing runs into the right edge
     assert header > 8 + 2 * 20  # wrapped over several lines at this width
+
+
+def _bar_px(image: Image.Image) -> int:
+    """Length (px) of the black scale bar in the picture's footer strip."""
+    footer = np.asarray(image)[-FOOTER_PX:].min(axis=2) < 40
+    row = footer[10 + 3]  # the bar's middle row (drawn 10 px below the picture)
+    start = int(np.argmax(row))
+    return int(np.argmin(row[start:]))  # the run of black up to the gap before its label
+
+
+def test_slide_pictures_carry_a_scale_bar() -> None:
+    """Tissue-mask QC and class overlay: a bar of 1, 2 or 5 x 10^k um below the picture."""
+    rgb, tissue, grid, table = _mask_case()
+    plain = tiling.mask_thumbnail(rgb, tissue, grid, 4.0, table, max_px=800)
+    image = tiling.mask_thumbnail(rgb, tissue, grid, 4.0, table, max_px=800, mpp=0.5)
+    assert image.size == (plain.width, plain.height + FOOTER_PX)
+    um_per_px = 0.5 * 4.0 / 13  # level-0 mpp x level-0 px per view px / zoom
+    bar_um = scale_bar_um(um_per_px, 40 * 13 / 3)  # at most a third of a panel
+    assert bar_um == 20
+    assert abs(_bar_px(image) - bar_um / um_per_px) <= 1
+    thumb = np.full((40, 60, 3), 200, dtype=np.uint8)
+    grid_ = np.zeros((2, 3), dtype=np.int8)
+    overlay = class_overlay(
+        thumb, (0, 0), 10.0, grid_, (0, 0), 200, CLASSES, {}, "s", 540, mpp=0.25
+    )
+    um_per_px = 0.25 * 10.0 * 60 / 540
+    assert abs(_bar_px(overlay) - scale_bar_um(um_per_px, 540 / 4) / um_per_px) <= 1
 
 
 # ----------------------------------------------------------------------------- stain QC

@@ -16,6 +16,7 @@ from PIL import Image, ImageDraw
 
 from histoprog.defaults import default
 from histoprog.plots import pil_text
+from histoprog.plots.slide_view import with_scale_bar
 from histoprog.slides import ReadPlan, SlideInfo
 
 TILE_COLUMNS = ("row", "col", "x", "y", "tissue_fraction")
@@ -133,6 +134,7 @@ def mask_thumbnail(
     scale: float,
     table: pd.DataFrame,
     max_px: int = 800,
+    mpp: float | None = None,
 ) -> Image.Image:
     """QC image: the low-resolution view (left); blank pixels blue, kept tiles green (right).
 
@@ -140,7 +142,8 @@ def mask_thumbnail(
     Each panel's long side is between ``max_px`` / 2 and ``max_px``: a large view is
     subsampled, a small one enlarged by an integer factor. Kept tiles are tinted green and
     outlined, and grey lines mark the tile grid, when a tile spans at least
-    :data:`MIN_OUTLINED_TILE_PX` pixels.
+    :data:`MIN_OUTLINED_TILE_PX` pixels. With the slide's level-0 ``mpp``, a scale bar
+    below.
     """
     long_side = max(tissue.shape)
     step = max(1, -(-long_side // max_px))
@@ -177,7 +180,9 @@ def mask_thumbnail(
     draw = ImageDraw.Draw(canvas)
     pil_text.draw_lines(draw, (4, 4), left, face)
     pil_text.draw_lines(draw, (width + gap + 4, 4), right, face)
-    return canvas
+    if mpp is None:
+        return canvas
+    return with_scale_bar(canvas, mpp * scale * step / zoom, width / 3, face)
 
 
 def _draw_tiles(draw: ImageDraw.ImageDraw, kept: np.ndarray, tile_px: float) -> None:

@@ -303,6 +303,7 @@ def _overlay(
         counts,
         title,
         long_side_px=args.thumbnail_px,
+        mpp=info.mpp,
     )
 
 

@@ -127,5 +127,5 @@ def tile_slide(args: argparse.Namespace, blank: tiling.BlankParams) -> StageResu
         "n_grid_tiles": grid.rows * grid.cols,
         "n_tiles": len(table),
     }
-    figure = tiling.mask_thumbnail(rgb, tissue, grid, scale, table)
+    figure = tiling.mask_thumbnail(rgb, tissue, grid, scale, table, mpp=info.mpp)
     return StageResult(meta, {args.out_tiles: table, args.out_mask: figure})

@@ -15,12 +15,11 @@ from PIL import Image, ImageDraw
 
 from histoprog.plots import pil_text
 from histoprog.plots.colours import diverging_rgb
-from histoprog.plots.slide_view import SlideView, draw_scale_bar
+from histoprog.plots.slide_view import FOOTER_PX, SlideView, draw_scale_bar
 
 LEGEND_PX = 200
 BAR_W_PX = 18
 BAR_H_PX = 256
-FOOTER_PX = 32
 #: the smallest half-width of the colour scale (logits), for a bag of equal logits
 MIN_HALF_WIDTH = 0.05
 #: opacity of the tile colours over the thumbnail

@@ -13,7 +13,7 @@ from PIL import Image, ImageColor, ImageDraw
 
 from histoprog.plots import pil_text
 from histoprog.plots.colours import class_colour
-from histoprog.plots.slide_view import slide_view
+from histoprog.plots.slide_view import slide_view, with_scale_bar
 
 LEGEND_PX = 180
 SWATCH_PX = 14
@@ -31,6 +31,7 @@ def class_overlay(
     title: str,
     long_side_px: int = 1024,
     alpha: float = 0.45,
+    mpp: float | None = None,
 ) -> Image.Image:
     """Slide thumbnail with the class grid blended over it, a title line and a legend.
 
@@ -46,6 +47,7 @@ def class_overlay(
         title: the text above the image (wrapped to the image width).
         long_side_px: the slide image's long side in the overlay (the thumbnail is resized).
         alpha: opacity of the class colours.
+        mpp: the slide's level-0 microns per pixel: a scale bar below the image when given.
     """
     sv = slide_view(thumbnail, thumbnail_origin, scale, long_side_px)
     view = sv.image
@@ -81,4 +83,6 @@ def class_overlay(
         draw.rectangle(box, fill=class_colour(name, i), outline="black")
         label = f"{name} ({counts.get(name, 0)})"
         draw.text((x + SWATCH_PX + 6, y), label, fill="black", font=face)
-    return canvas
+    if mpp is None:
+        return canvas
+    return with_scale_bar(canvas, mpp * sv.px[0], width / 4, face)

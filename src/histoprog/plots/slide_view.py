@@ -13,6 +13,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 #: the scale bar's height and the gap to its label (px)
 BAR_PX = 6
+#: the strip below a slide picture that holds its scale bar (px)
+FOOTER_PX = 32
 
 
 @dataclass(frozen=True)
@@ -85,3 +87,19 @@ def draw_scale_bar(
     label = f"{um / 1000:g} mm" if um >= 1000 else f"{um:g} um"  # the font has no mu
     draw.text((x + length + 8, y + BAR_PX / 2), label, fill="black", font=face, anchor="lm")
     return length
+
+
+def with_scale_bar(
+    canvas: Image.Image,
+    um_per_px: float,
+    max_px: float,
+    face: ImageFont.FreeTypeFont | ImageFont.ImageFont,
+) -> Image.Image:
+    """``canvas`` with a :data:`FOOTER_PX` strip below holding a :func:`draw_scale_bar`.
+
+    ``um_per_px``: microns per pixel of the slide picture on the canvas.
+    """
+    out = Image.new("RGB", (canvas.width, canvas.height + FOOTER_PX), "white")
+    out.paste(canvas, (0, 0))
+    draw_scale_bar(ImageDraw.Draw(out), (8, canvas.height + 10), um_per_px, max_px, face)
+    return out
