@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torchvision
 from torch import nn
 
 import histoprog
@@ -154,7 +153,7 @@ def save_checkpoint(
         "metrics": _plain(metrics),
         "histoprog_version": histoprog.__version__,
         "torch_version": str(torch.__version__),
-        "torchvision_version": str(torchvision.__version__),
+        "torchvision_version": _torchvision_version(),
         "state_dict": state,
     }
     buffer = io.BytesIO()  # not the temp file: torch names the archive after the file
@@ -162,6 +161,13 @@ def save_checkpoint(
     with atomic_path(path) as tmp:
         tmp.write_bytes(buffer.getvalue())
     return Path(path)
+
+
+def _torchvision_version() -> str:
+    """The torchvision version, imported only here (saving is training; loading needs none)."""
+    import torchvision
+
+    return str(torchvision.__version__)
 
 
 def load_checkpoint(

@@ -12,10 +12,10 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.models import MobileNetV2, mobilenet_v2
 
 from histoprog.defaults import default
 from histoprog.errors import InputError
+from histoprog.models.nets import MobileNetV2
 from histoprog.models.weights import WeightsSpec, load_weights, resolve_weights
 
 THRESHOLD: float = default("hcc.mil.threshold")
@@ -49,7 +49,7 @@ def build_mil_mobilenet(
             f"is {in_channels!r}; need an integer >= 3 (RGB first)",
             "use 4 (RGB + nuclei heat map)",
         )
-    model = mobilenet_v2(weights=None, dropout=dropout)
+    model = MobileNetV2(dropout=dropout)  # torchvision's layout and init, see models.nets
     state, source = resolve_weights(weights, "mobilenet_v2")
     if state is not None:
         load_weights(model, state, source=source, optional_prefixes=("classifier.",))

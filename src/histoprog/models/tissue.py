@@ -1,4 +1,7 @@
-"""Tissue classifier for CRLM tiles: torchvision ResNet + the published MLP head (METHODS 3).
+"""Tissue classifier for CRLM tiles: ResNet + the published MLP head (METHODS 3).
+
+The ResNet is :mod:`histoprog.models.nets`' copy of torchvision's layout (same state-dict
+keys, same random initialisation), so inference does not import torchvision.
 
 The model outputs logits; apply ``softmax`` for class probabilities (the training loss is
 cross-entropy on logits). Only ``layer4`` and the head (``fc``) are trainable; every other
@@ -9,9 +12,9 @@ running statistics never change.
 from __future__ import annotations
 
 from torch import nn
-from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
 from histoprog.errors import InputError
+from histoprog.models.nets import BasicBlock, Bottleneck, ResNet
 from histoprog.models.weights import WeightsSpec, load_weights, resolve_weights
 
 #: backbone -> (block, layers, feature width F)
@@ -42,7 +45,7 @@ def make_head(in_features: int, num_classes: int) -> nn.Sequential:
 
 
 class TissueClassifier(ResNet):
-    """torchvision ResNet with the MLP head in ``fc``; ``train()`` keeps frozen BN in eval.
+    """ResNet (torchvision's layout), MLP head in ``fc``; ``train()`` keeps frozen BN in eval.
 
     State-dict keys are torchvision's (``conv1.weight``, ``layer4.2.bn3.running_mean``, ...)
     plus ``fc.0``, ``fc.3``, ``fc.6`` for the head's linear layers.
