@@ -8,9 +8,22 @@ aggregate rules (status and SOF tables, thresholds, models, analysis), whose inp
 functions are plain dictionary lookups and whose shell commands are `touch`. Prints both
 times, the jobs of each, and the ratio of the costs per job (issue target: <= 1.2).
 
-Measured on the 2-core dev machine, quiet (load < 1), 5,000 slides: project 108.6 s for
-20,013 jobs (5.43 ms per job), bare 60.9 s for 20,006 jobs (3.04 ms per job): ratio 1.78,
-over the 1.2 target (the profiling and the fixes are still to do).
+The bare Snakefile has the project's per-slide inputs (the slide file included), outputs,
+logs, benchmark files, threads and resources, so both plan the same files; it differs in
+its helpers (plain dictionary lookups), its resources (plain numbers) and its shell
+commands (`touch`). The ratio is printed for wall and for CPU time (user + system of the
+dry-run process); the dry run is single-threaded, so CPU time is its cost with the rest
+of a busy machine taken out.
+
+Measured on the 2-core dev machine under load 3.3-3.6 (other jobs running), 5,000 slides,
+best of 2: project 53.1 s CPU (87.1 s wall) for 25,014 jobs, bare 44.2 s CPU (77.3 s wall)
+for 25,006 jobs: ratio per job 1.20 CPU, 1.13 wall (target <= 1.2). The project before
+this work (commit e05e7aa) took 68.5 s CPU for the same plan in the same conditions (ratio
+1.55). What it cost: gmm_thresholds' input function made Snakemake wrap every requested
+file twice (8.3 M instead of 4.2 M file comparisons at 1,000 slides, quadratic in N),
+pandas row lookups in input functions, per-attempt resource callables inspected per job,
+and per-job shell fields for config constants. `tests/test_planned_jobs.py` shows the
+planned jobs unchanged.
 
 Usage: python benchmarks/bench_dag.py [--slides 5000] [--repeat 1]
 Needs ../shared/data/slides (the small CMU slide); say how loaded the machine was.
