@@ -1,7 +1,8 @@
-"""histoprog.models.nets against torchvision: same keys, same random init, same outputs.
+"""histoprog.models.nets against torchvision and smp: same keys, init and outputs.
 
-Inference (classify, mil_score) builds these instead of torchvision's classes, whose import
-costs more than torch's; training and ImageNet files must see no difference.
+Inference (classify, mil_score, nuclei) builds these instead of torchvision's and
+segmentation-models-pytorch's classes, whose imports cost more than torch's; training,
+ImageNet files and existing checkpoints must see no difference.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 import torchvision.models as tvm
 from torchvision.models import resnet as tv_resnet
 
-from histoprog.models import build_mil_mobilenet, load_checkpoint, nets, save_checkpoint
+from histoprog.models import build_mil_mobilenet, build_unet, load_checkpoint, nets, save_checkpoint
 from histoprog.models.mil import expand_input_conv
 
 torch.set_num_threads(1)
@@ -106,8 +107,46 @@ def test_mil_model_and_torchvision_checkpoint(tmp_path: Path) -> None:
         assert torch.equal(theirs(x), loaded(x))
 
 
+def _random_batch_norms(model: torch.nn.Module) -> None:
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+
+
+@pytest.mark.parametrize("encoder", ["resnet18", "resnet34", "resnet50"])
+def test_unet_matches_smp(encoder: str) -> None:
+    torch.manual_seed(8)
+    theirs = build_unet(encoder, None)  # smp's Unet
+    _random_batch_norms(theirs)
+    ours = nets.UNet(encoder).eval()
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    ours.load_state_dict(theirs.state_dict())
+    x = torch.randn(2, 3, 64, 96)
+    with torch.inference_mode():
+        assert torch.equal(theirs(x), ours(x))
+    with pytest.raises(RuntimeError, match="divisible by 32"):
+        ours(torch.randn(1, 3, 40, 64))
+
+
+def test_smp_unet_checkpoint_loads(tmp_path: Path) -> None:
+    """A U-net trained with smp (train_unet) loads as nets.UNet with the same logits."""
+    torch.manual_seed(9)
+    theirs = build_unet("resnet18", None)
+    _random_batch_norms(theirs)
+    path = save_checkpoint(tmp_path / "unet.pt", theirs, kind="unet",
+                           architecture={"encoder": "resnet18", "in_channels": 3},
+                           class_names=["nucleus"], normalisation={}, config={},
+                           metrics={})  # fmt: skip
+    loaded, _ = load_checkpoint(path, expected_kind="unet", expected_in_channels=3)
+    assert isinstance(loaded, nets.UNet)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.inference_mode():
+        assert torch.equal(theirs(x), loaded(x))
+
+
 def test_inference_imports_no_torchvision(tmp_path: Path) -> None:
-    """Loading the tissue and MIL checkpoints (what classify and mil_score do) skips it."""
+    """Loading the tissue, MIL and U-net checkpoints (classify, mil_score, nuclei) skips it."""
     from test_classify import _model
 
     tissue = _model(tmp_path / "tissue.pt")
@@ -115,14 +154,20 @@ def test_inference_imports_no_torchvision(tmp_path: Path) -> None:
     mil = save_checkpoint(tmp_path / "mil.pt", build_mil_mobilenet(None), kind="mil",
                           architecture={"in_channels": 4}, class_names=None,
                           normalisation={}, config={"t": 0.4457, "p": 3}, metrics={})  # fmt: skip
+    unet = save_checkpoint(tmp_path / "unet.pt", build_unet("resnet18", None), kind="unet",
+                           architecture={"encoder": "resnet18", "in_channels": 3},
+                           class_names=["nucleus"], normalisation={}, config={},
+                           metrics={})  # fmt: skip
     code = (
         "import sys\n"
         "from histoprog.cli import build_parser\n"
         "from histoprog.models import load_checkpoint\n"
-        "build_parser('classify'); build_parser('mil_score')\n"
+        "build_parser('classify'); build_parser('mil_score'); build_parser('nuclei')\n"
         f"load_checkpoint({str(tissue)!r}, expected_kind='tissue_classifier')\n"
         f"load_checkpoint({str(mil)!r}, expected_kind='mil')\n"
-        "print(sorted({m.split('.')[0] for m in sys.modules} & {'torchvision', 'torch'}))"
+        f"load_checkpoint({str(unet)!r}, expected_kind='unet')\n"
+        "heavy = {'torchvision', 'torch', 'segmentation_models_pytorch', 'timm'}\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & heavy))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "['torch']"

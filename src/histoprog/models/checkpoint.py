@@ -54,13 +54,16 @@ def _build(kind: str, arch: Mapping[str, Any]) -> nn.Module:
             int(arch["num_classes"]), backbone=str(arch.get("backbone", "resnet50")), weights=None
         )
     if kind == "unet":
+        from histoprog.models.nets import UNET_RESNETS, UNet
+
+        encoder = str(arch.get("encoder", "resnet34"))
+        in_channels = int(arch.get("in_channels", 3))
+        if encoder in UNET_RESNETS and in_channels == 3:
+            # smp's layout without importing smp (and its timm and torchvision)
+            return UNet(encoder)
         from histoprog.models.unet import build_unet
 
-        return build_unet(
-            encoder=str(arch.get("encoder", "resnet34")),
-            encoder_weights=None,
-            in_channels=int(arch.get("in_channels", 3)),
-        )
+        return build_unet(encoder=encoder, encoder_weights=None, in_channels=in_channels)
     if kind == "mil":
         from histoprog.models.mil import build_mil_mobilenet
 

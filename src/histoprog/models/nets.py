@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-__all__ = ["BasicBlock", "Bottleneck", "InvertedResidual", "MobileNetV2", "ResNet"]
+__all__ = ["BasicBlock", "Bottleneck", "InvertedResidual", "MobileNetV2", "ResNet", "UNet"]
 
 
 def _conv3x3(in_planes: int, out_planes: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
@@ -219,3 +219,148 @@ class MobileNetV2(nn.Module):
         """Logits (N, num_classes) for images ``x`` (N, C, H, W)."""
         x = nn.functional.adaptive_avg_pool2d(self.features(x), (1, 1))
         return self.classifier(torch.flatten(x, 1))
+
+
+#: encoder name -> (block, layers) of the U-net encoders built here (smp's ResNet encoders)
+UNET_RESNETS: dict[str, tuple[type[BasicBlock] | type[Bottleneck], list[int]]] = {
+    "resnet18": (BasicBlock, [2, 2, 2, 2]),
+    "resnet34": (BasicBlock, [3, 4, 6, 3]),
+    "resnet50": (Bottleneck, [3, 4, 6, 3]),
+}
+
+
+class ResNetEncoder(ResNet):
+    """segmentation-models-pytorch's ResNet encoder: the ResNet without ``avgpool`` and ``fc``.
+
+    ``forward`` gives the input and the outputs of the stem and of ``layer1``-``layer4``.
+    """
+
+    def __init__(self, block: type[BasicBlock] | type[Bottleneck], layers: list[int]) -> None:
+        super().__init__(block, layers)
+        del self.fc
+        del self.avgpool
+        width = 64 * block.expansion
+        self.out_channels = [3, 64, width, 2 * width, 4 * width, 8 * width]
+
+    def forward(self, x: Tensor) -> list[Tensor]:  # type: ignore[override]
+        """Feature maps at strides 1, 2, 4, 8, 16 and 32."""
+        features = [x]
+        x = self.relu(self.bn1(self.conv1(x)))
+        features.append(x)
+        x = self.layer1(self.maxpool(x))
+        features.append(x)
+        for layer in (self.layer2, self.layer3, self.layer4):
+            x = layer(x)
+            features.append(x)
+        return features
+
+
+def _conv_bn_relu(inp: int, oup: int) -> nn.Sequential:
+    """Like smp's ``Conv2dReLU`` with batch norm: 3x3 conv without bias, BatchNorm, ReLU."""
+    return nn.Sequential(
+        nn.Conv2d(inp, oup, 3, padding=1, bias=False), nn.BatchNorm2d(oup), nn.ReLU(inplace=True)
+    )
+
+
+class _NoAttention(nn.Module):
+    """Like smp's ``Attention(None)``: an identity kept in a child named ``attention``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.attention = nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x`` unchanged."""
+        return self.attention(x)
+
+
+class UnetDecoderBlock(nn.Module):
+    """Nearest upsampling to the skip's size, concatenation, two conv-BN-ReLU."""
+
+    def __init__(self, in_channels: int, skip_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv1 = _conv_bn_relu(in_channels + skip_channels, out_channels)
+        self.attention1 = _NoAttention()
+        self.conv2 = _conv_bn_relu(out_channels, out_channels)
+        self.attention2 = _NoAttention()
+
+    def forward(self, x: Tensor, size: tuple[int, int], skip: Tensor | None) -> Tensor:
+        """Upsample ``x`` to ``size``, append ``skip``'s channels, convolve."""
+        x = nn.functional.interpolate(x, size=size, mode="nearest")
+        if skip is not None:
+            x = self.attention1(torch.cat([x, skip], dim=1))
+        return self.attention2(self.conv2(self.conv1(x)))
+
+
+class UnetDecoder(nn.Module):
+    """The U-net decoder of smp, without a centre block (its layout for ResNet encoders)."""
+
+    def __init__(self, encoder_channels: list[int], decoder_channels: list[int]) -> None:
+        super().__init__()
+        reversed_channels = encoder_channels[1:][::-1]
+        in_channels = [reversed_channels[0], *decoder_channels[:-1]]
+        skip_channels = [*reversed_channels[1:], 0]
+        self.center = nn.Identity()
+        self.blocks = nn.ModuleList(
+            UnetDecoderBlock(i, s, o)
+            for i, s, o in zip(in_channels, skip_channels, decoder_channels, strict=True)
+        )
+
+    def forward(self, features: list[Tensor]) -> Tensor:
+        """Decode the encoder's features (finest first) to the input's resolution."""
+        sizes = [tuple(f.shape[2:]) for f in features][::-1]
+        head, *skips = features[1:][::-1]
+        x = self.center(head)
+        for i, block in enumerate(self.blocks):
+            x = block(x, sizes[i + 1], skips[i] if i < len(skips) else None)
+        return x
+
+
+class UNet(nn.Module):
+    """The ``Unet(encoder, classes=1)`` of smp for ResNet encoders, without importing smp.
+
+    The same state-dict keys as segmentation-models-pytorch 0.x's ``Unet`` (``encoder.``,
+    ``decoder.blocks.<i>.conv<j>.<k>``, ``segmentation_head.0``) and the same forward
+    operations, so a U-net trained with smp loads here and gives the same logits (the
+    inference path of ``nuclei``; training builds smp's model). The random initialisation
+    is not smp's: build through :func:`histoprog.models.build_unet` to train.
+    """
+
+    def __init__(
+        self,
+        encoder: str = "resnet34",
+        classes: int = 1,
+        decoder_channels: tuple[int, ...] = (256, 128, 64, 32, 16),
+    ) -> None:
+        super().__init__()
+        block, layers = UNET_RESNETS[encoder]
+        self.encoder = ResNetEncoder(block, layers)
+        self.decoder = UnetDecoder(self.encoder.out_channels, list(decoder_channels))
+        self.segmentation_head = nn.Sequential(
+            nn.Conv2d(decoder_channels[-1], classes, kernel_size=3, padding=1),
+            nn.Identity(),
+            _NoActivation(),
+        )
+        self.encoder_name = encoder
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logit maps (N, classes, H, W); H and W must be multiples of 32, as smp requires."""
+        h, w = x.shape[-2:]
+        if h % 32 or w % 32:
+            raise RuntimeError(
+                f"Wrong input shape height={h}, width={w}. Expected image height and width "
+                "divisible by 32."
+            )
+        return self.segmentation_head(self.decoder(self.encoder(x)))
+
+
+class _NoActivation(nn.Module):
+    """Like smp's ``Activation(None)``: an identity kept in a child named ``activation``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.activation = nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x`` unchanged."""
+        return self.activation(x)
