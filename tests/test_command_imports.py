@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -25,3 +27,31 @@ def imported_modules(path: Path) -> set[str]:
 def test_no_command_imports_another(path: Path) -> None:
     sideways = {m for m in imported_modules(path) if m.startswith("histoprog.commands")}
     assert not sideways, f"{path.name} imports {sorted(sideways)}"
+
+
+#: per-slide and table stages that need no PyTorch, with the modules they import only when
+#: they run (issue 13: their start-up must not pay for torch); stain imports it when it runs
+#: (torchstain's torch backend is its Macenko estimate), but not to start
+NO_TORCH = {
+    "tile": (),
+    "stain": (),
+    "status": (),
+    "sof": ("histoprog.plots.survival", "scipy.ndimage"),
+    "sof_table": (),
+    "mil_table": (),
+    "geojson": ("histoprog.qupath", "histoprog.class_grid", "histoprog.thresholds"),
+}
+
+
+@pytest.mark.parametrize("command", sorted(NO_TORCH))
+def test_stage_imports_no_torch(command: str) -> None:
+    code = (
+        "import importlib, sys\n"
+        "from histoprog.cli import build_parser\n"
+        f"build_parser({command!r})\n"
+        f"for name in {NO_TORCH[command]!r}:\n"
+        "    importlib.import_module(name)\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'torchvision'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

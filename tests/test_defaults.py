@@ -353,3 +353,10 @@ def test_every_planned_command_line_parses():
             parser.parse_args(args)
         except SystemExit:
             pytest.fail(f"does not parse: {line[:300]}")
+
+
+def test_schema_read_with_libyaml_equals_safe_load() -> None:
+    """Jobs parse the schema with libyaml's parser (fast start); the result is safe_load's."""
+    from histoprog.defaults import _schema
+
+    assert _schema() == yaml.safe_load(CONFIG_SCHEMA.read_text())

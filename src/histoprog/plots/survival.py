@@ -11,7 +11,6 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
@@ -20,7 +19,8 @@ from matplotlib.ticker import NullFormatter
 from histoprog.plots.colours import CLASS_COLOURS
 from histoprog.sof import CLASSES, NON_TUMOUR_CLASSES
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # pandas in annotations only: the per-slide SOF figure imports no pandas
+    import pandas as pd
     from matplotlib.axes import Axes
 
     from histoprog.survival import CalibrationResult, KMResult, TimeROCResult
