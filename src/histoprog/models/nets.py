@@ -13,7 +13,12 @@ same modules in the same order as torchvision's ``ResNet`` (``BasicBlock``/``Bot
   loop), so an untrained model equals torchvision's;
 * the forward pass is the same sequence of torch operations.
 
-``tests/test_models_nets.py`` checks all three against torchvision.
+:class:`UNet` is segmentation-models-pytorch's ``Unet`` for ResNet encoders, for the
+``nuclei`` stage (smp imports timm and torchvision): same keys and forward operations, so
+checkpoints trained with smp load and give the same logits; its random initialisation is
+not smp's, so training builds smp's model.
+
+``tests/test_models_nets.py`` checks all of these against torchvision and smp.
 """
 
 from __future__ import annotations
