@@ -36,7 +36,7 @@ NO_TORCH = {
     "tile": (),
     "stain": (),
     "status": (),
-    "sof": ("histoprog.plots.survival", "scipy.ndimage"),
+    "sof": ("histoprog.plots.sof_figure", "scipy.ndimage"),
     "sof_table": (),
     "mil_table": (),
     "geojson": ("histoprog.qupath", "histoprog.class_grid", "histoprog.thresholds"),
@@ -52,6 +52,19 @@ def test_stage_imports_no_torch(command: str) -> None:
         f"for name in {NO_TORCH[command]!r}:\n"
         "    importlib.import_module(name)\n"
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'torchvision'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_sof_stage_imports_no_matplotlib_or_pandas() -> None:
+    """The sof stage's figure is drawn with PIL: its start-up pays for neither."""
+    code = (
+        "import sys\n"
+        "from histoprog.cli import build_parser\n"
+        "build_parser('sof')\n"
+        "import histoprog.plots.sof_figure\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'matplotlib', 'pandas'}))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -14,17 +14,18 @@ import pandas as pd
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from PIL import Image
+from PIL import Image, ImageColor
 
 from histoprog.classes import CLASSES
 from histoprog.evaluation import evaluate_predictions
 from histoprog.hcc.qc import nuclei_montage
+from histoprog.plots.colours import CLASS_COLOURS
 from histoprog.plots.hcc import mil_curves, tile_gallery, unet_curves
+from histoprog.plots.sof_figure import sof_figure
 from histoprog.plots.survival import (
     calibration_figure,
     correlation_heatmap,
     forest_plot,
-    sof_slide_figure,
     time_roc_figure,
 )
 from histoprog.plots.tissue import confusion_heatmap, learning_curves, roc_curves
@@ -131,18 +132,38 @@ def test_calibration_figure(cohort: pd.DataFrame, tmp_path: Path) -> None:
     assert len(fig.axes) == 2
 
 
-def test_sof_slide_figure(tmp_path: Path) -> None:
+def test_sof_figure_draws_cells_and_the_region_outline(tmp_path: Path) -> None:
     grid = RNG.integers(0, len(CLASSES), size=(20, 24))
     grid[:3] = -1  # no tile
-    region = grid == CLASSES.index("TUM")
-    distances = RNG.uniform(0, 2000, size=grid.shape)
-    thresholds = {c: 600.0 for c in CLASSES if c != "TUM"}
-    _check(
-        sof_slide_figure(grid, region, distances, thresholds, "DISC-001"),
-        "sof",
-        tmp_path,
-        (1500, 700),
-    )
+    region = np.zeros(grid.shape, dtype=bool)
+    region[8:14, 6:12] = True
+    grid[region] = CLASSES.index("TUM")
+    distances = RNG.uniform(0, 8, size=grid.shape)
+    thresholds = {c: 4.0 for c in CLASSES if c != "TUM"}
+    fig = sof_figure(grid, region, distances, thresholds, "slide DISC-001: ok")
+    png = _save(fig.image, "sof", tmp_path)
+    assert png.size == fig.image.size and png.width >= 900 and png.height >= 400
+    px = np.asarray(png).astype(int)
+    (lx, ly), (rx, ry) = fig.panels
+    cell = fig.cell_px
+
+    def centre(x0: int, y0: int, r: int, c: int) -> np.ndarray:
+        return px[y0 + r * cell + cell // 2, x0 + c * cell + cell // 2]
+
+    for r, c in [(0, 0), (5, 3), (19, 23)]:
+        want = (
+            (255, 255, 255)
+            if grid[r, c] < 0
+            else ImageColor.getrgb(CLASS_COLOURS[CLASSES[grid[r, c]]])
+        )
+        assert tuple(centre(lx, ly, r, c)) == want
+    lym = np.argwhere((grid == CLASSES.index("LYM")) & ~region)
+    for r, c in lym[:5]:
+        near = distances[r, c] <= 4.0
+        assert tuple(centre(rx, ry, r, c)) == ImageColor.getrgb("#1f3f7f" if near else "#a6c8ff")
+    assert (px[ly + 8 * cell, lx + 7 * cell] == 0).all()  # the region's top edge
+    assert (px[ly + 11 * cell, lx + 6 * cell] == 0).all()  # its left edge
+    assert not (px[ly + 2 * cell, lx + 2 * cell + cell // 2] == 0).all()  # no edge there
 
 
 def test_training_figures(tmp_path: Path) -> None:

@@ -65,12 +65,12 @@ def slide_sofs(
     args: argparse.Namespace, thresholds: dict[str, float], params: RegionParams
 ) -> StageResult:
     """The slide's SOFs (NaN as null) and its figure."""
-    from histoprog.plots.survival import sof_slide_figure
+    from histoprog.plots.sof_figure import sof_figure
 
     grid = load_grid(args.grid)
     sofs = compute_sofs(grid, thresholds, params)
     region = tumour_region(grid, params)
-    figure = sof_slide_figure(
+    figure = sof_figure(
         grid.astype(int),
         region,
         distance_to_region(region),
@@ -78,4 +78,4 @@ def slide_sofs(
         f"slide {args.slide_id}: {sofs['status']}, {sofs['n_tissue']} tissue tiles, "
         f"tumour region {sofs['tumour_region_tiles']} tiles",
     )
-    return StageResult(json_safe(sofs), {args.out_figure: figure})
+    return StageResult(json_safe(sofs), {args.out_figure: figure.image})

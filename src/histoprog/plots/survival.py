@@ -1,4 +1,4 @@
-"""Survival-analysis figures (METHODS 4-5) and the per-slide SOF figure.
+"""Survival-analysis figures (METHODS 4-5); the per-slide SOF figure is in sof_figure.
 
 Every function returns a matplotlib ``Figure`` built without pyplot (no GUI backend, no
 global figure registry); save it with :func:`histoprog.io.save_figure`.
@@ -11,15 +11,11 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
-from matplotlib.patches import Patch, Rectangle
+from matplotlib.patches import Rectangle
 from matplotlib.ticker import NullFormatter
 
-from histoprog.plots.colours import CLASS_COLOURS
-from histoprog.sof import CLASSES, NON_TUMOUR_CLASSES
-
-if TYPE_CHECKING:  # pandas in annotations only: the per-slide SOF figure imports no pandas
+if TYPE_CHECKING:  # pandas in annotations only
     import pandas as pd
     from matplotlib.axes import Axes
 
@@ -34,7 +30,6 @@ __all__ = [
     "correlation_heatmap",
     "time_roc_figure",
     "calibration_figure",
-    "sof_slide_figure",
 ]
 
 
@@ -319,67 +314,6 @@ def calibration_figure(results: Mapping[float, CalibrationResult], title: str = 
         ax.set_title(f"{u:g} months (B = {res.n_boot})", fontsize=9, loc="left")
     if not results:
         axes[0].text(0.5, 0.5, "no calibration time within follow-up", ha="center")
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return fig
-
-
-def sof_slide_figure(
-    grid: np.ndarray,
-    region: np.ndarray,
-    distances: np.ndarray,
-    thresholds: Mapping[str, float],
-    title: str = "",
-) -> Figure:
-    """Per-slide SOF figure: classes, tumour region, infiltrating vs distal tiles.
-
-    Left: the class grid with the tumour-region outline; right: the non-tumour tiles split
-    into infiltrating (dark, distance <= threshold) and distal (light).
-    """
-    fig = Figure(figsize=(11, 5))
-    ax_cls, ax_inf = fig.subplots(1, 2)
-    colours = ["#ffffff"] + [CLASS_COLOURS[c] for c in CLASSES]
-    cmap = ListedColormap(colours)
-    ax_cls.imshow(grid + 1, cmap=cmap, vmin=-0.5, vmax=len(CLASSES) + 0.5, interpolation="nearest")
-    split = np.zeros(grid.shape)  # 0 none, 1 TUM, 2 infiltrating, 3 distal
-    split[grid == CLASSES.index("TUM")] = 1
-    for c in NON_TUMOUR_CLASSES:
-        thr = thresholds.get(c, np.nan)
-        is_c = grid == CLASSES.index(c)
-        if np.isfinite(thr):
-            split[is_c & (distances <= thr)] = 2
-            split[is_c & (distances > thr)] = 3
-    ax_inf.imshow(
-        split,
-        cmap=ListedColormap(["#ffffff", "#d62728", "#1f3f7f", "#a6c8ff"]),
-        vmin=-0.5,
-        vmax=3.5,
-        interpolation="nearest",
-    )
-    for ax in (ax_cls, ax_inf):
-        if region.any():
-            ax.contour(region.astype(float), levels=[0.5], colors="black", linewidths=1.2)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    ax_cls.legend(
-        handles=[Patch(color=CLASS_COLOURS[c], label=c) for c in CLASSES],
-        loc="upper left",
-        bbox_to_anchor=(1.0, 1.0),
-        fontsize=7,
-    )
-    ax_inf.legend(
-        handles=[
-            Patch(color="#d62728", label="TUM"),
-            Patch(color="#1f3f7f", label="infiltrating"),
-            Patch(color="#a6c8ff", label="distal"),
-            Patch(facecolor="none", edgecolor="black", label="tumour region"),
-        ],
-        loc="upper left",
-        bbox_to_anchor=(1.0, 1.0),
-        fontsize=7,
-    )
-    ax_cls.set_title("tissue classes", fontsize=9, loc="left")
-    ax_inf.set_title("infiltrating vs distal (GMM thresholds)", fontsize=9, loc="left")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
