@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -55,3 +57,13 @@ def r_reference(name: str) -> tuple[pd.DataFrame, dict]:
     ref = json.loads(r_fixture(f"{name}.json").read_text())
     assert tuple(ref["meta"]["covariates"]) == R_COVARIATES[name], f"{name}.json covariates"
     return pd.read_csv(r_fixture(f"{name}.csv")), ref
+
+
+def packages_loaded(code: str, packages: set[str]) -> list[str]:
+    """Which of the top-level ``packages`` a fresh interpreter has loaded after ``code``."""
+    probe = (
+        f"{code}\nimport json, sys\n"
+        f"print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & {packages!r})))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])

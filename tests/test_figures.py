@@ -166,18 +166,18 @@ def test_sof_figure_draws_cells_and_the_region_outline(tmp_path: Path) -> None:
     assert not (px[ly + 2 * cell, lx + 2 * cell + cell // 2] == 0).all()  # no edge there
 
 
+EPOCHS = np.arange(1, 6)
+
+
+def _history(best: int, **curves: float) -> pd.DataFrame:
+    """A training history: each curve ``c / epoch`` (``c`` > 0) or ``0.5 + epoch / 20``
+    (``c`` = 0: a rising metric); ``best`` marks the kept epoch."""
+    columns = {k: c / EPOCHS if c else 0.5 + EPOCHS / 20 for k, c in curves.items()}
+    return pd.DataFrame({"epoch": EPOCHS, **columns, "best": EPOCHS == best})
+
+
 def test_training_figures(tmp_path: Path) -> None:
-    epochs = np.arange(1, 6)
-    history = pd.DataFrame(
-        {
-            "epoch": epochs,
-            "train_loss": 1 / epochs,
-            "val_loss": 1.2 / epochs,
-            "train_accuracy": 1 - 0.5 / epochs,
-            "val_accuracy": 1 - 0.6 / epochs,
-            "best": epochs == 4,
-        }
-    )
+    history = _history(4, train_loss=1, val_loss=1.2, train_accuracy=0, val_accuracy=0)
     _check(
         learning_curves(history, "Tissue classifier, CRLM stage"), "learning", tmp_path, (600, 300)
     )
@@ -190,28 +190,9 @@ def test_training_figures(tmp_path: Path) -> None:
 
 
 def test_hcc_training_figures(tmp_path: Path) -> None:
-    epochs = np.arange(1, 6)
-    unet = pd.DataFrame(
-        {
-            "epoch": epochs,
-            "train_loss": 1 / epochs,
-            "val_loss": 1.1 / epochs,
-            "val_dice": 0.5 + epochs / 20,
-            "best": epochs == 5,
-        }
-    )
+    unet = _history(5, train_loss=1, val_loss=1.1, val_dice=0)
     _check(unet_curves(unet, "Nuclei U-net"), "unet_curves", tmp_path, (600, 300))
-    mil = pd.DataFrame(
-        {
-            "epoch": epochs,
-            "train_loss": 1 / epochs,
-            "val_loss": 1.1 / epochs,
-            "train_bce": 0.7 / epochs,
-            "val_bce": 0.8 / epochs,
-            "val_accuracy": 0.5 + epochs / 20,
-            "best": epochs == 3,
-        }
-    )
+    mil = _history(3, train_loss=1, val_loss=1.1, train_bce=0.7, val_bce=0.8, val_accuracy=0)
     _check(mil_curves(mil, "MIL MobileNetV2"), "mil_curves", tmp_path, (600, 300))
 
 
