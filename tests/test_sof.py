@@ -11,6 +11,9 @@ import pytest
 from histoprog.errors import InputError
 from histoprog.sof import (
     CLASSES,
+    DISTAL_ZONE,
+    INFILTRATING_ZONE,
+    NO_ZONE,
     NON_TUMOUR_CLASSES,
     TISSUE_CLASSES,
     RegionParams,
@@ -20,6 +23,7 @@ from histoprog.sof import (
     fit_infiltration_thresholds,
     sof_columns,
     tumour_region,
+    zone_grid,
 )
 
 C = {name: i for i, name in enumerate(CLASSES)}
@@ -316,3 +320,11 @@ def test_bad_thresholds_and_params():
         RegionParams(min_tumour_tiles=-1)
     with pytest.raises(InputError, match="must be >= 1"):
         RegionParams(dilation=0)
+
+
+def test_zone_grid_splits_non_tumour_cells_at_their_class_threshold() -> None:
+    lym, strm, tum = (CLASSES.index(c) for c in ("LYM", "STR", "TUM"))
+    grid = np.array([[lym, lym, strm], [tum, -1, strm]])
+    distance = np.array([[1.0, 2.0, 1.0], [0.0, 5.0, 9.0]])
+    zones = zone_grid(grid, distance, {"LYM": 1.0, "STR": math.nan})
+    assert zones.tolist() == [[INFILTRATING_ZONE, DISTAL_ZONE, NO_ZONE], [NO_ZONE] * 3]

@@ -29,11 +29,14 @@ from histoprog.classes import CLASSES
 from histoprog.io import atomic_path
 from histoprog.plots.colours import class_colour
 from histoprog.sof import (
+    DISTAL_ZONE,
+    INFILTRATING_ZONE,
     NON_TUMOUR_CLASSES,
     RegionParams,
     compute_sofs,
     distance_to_region,
     tumour_region,
+    zone_grid,
 )
 
 __all__ = [
@@ -290,15 +293,8 @@ def tile_zones(
     other tiles, and classes whose threshold is NaN, get None. Only meaningful for a slide
     whose SOF status is ``ok`` (the SOFs have no infiltrating/distal values otherwise).
     """
-    codes = grid[rows, cols]
-    zones: list[str | None] = [None] * len(codes)
-    for c in NON_TUMOUR_CLASSES:
-        thr = float(thresholds.get(c, math.nan))
-        if math.isnan(thr):
-            continue
-        for i in np.nonzero(codes == CLASSES.index(c))[0]:
-            zones[i] = INFILTRATING if distance[rows[i], cols[i]] <= thr else DISTAL
-    return zones
+    names = {INFILTRATING_ZONE: INFILTRATING, DISTAL_ZONE: DISTAL}
+    return [names.get(int(z)) for z in zone_grid(grid, distance, thresholds)[rows, cols]]
 
 
 def crlm_features(

@@ -41,6 +41,7 @@ __all__ = [
     "tumour_region",
     "distance_to_region",
     "class_distances",
+    "zone_grid",
     "fit_infiltration_thresholds",
     "compute_sofs",
     "sof_columns",
@@ -232,6 +233,30 @@ def class_distances(
         return {c: np.empty(0) for c in NON_TUMOUR_CLASSES}
     dist = distance_to_region(region)
     return {c: dist[g == CLASSES.index(c)].astype(float) for c in NON_TUMOUR_CLASSES}
+
+
+#: :func:`zone_grid` codes
+NO_ZONE, INFILTRATING_ZONE, DISTAL_ZONE = 0, 1, 2
+
+
+def zone_grid(
+    grid: np.ndarray, distance: np.ndarray, thresholds: Mapping[str, float]
+) -> np.ndarray:
+    """Each cell's infiltrating/distal zone, as the SOFs count them (METHODS 4.4).
+
+    A cell of a non-tumour class C is :data:`INFILTRATING_ZONE` when its distance to the
+    tumour region (tile units) is at most threshold_C, else :data:`DISTAL_ZONE`; other
+    cells, and classes whose threshold is NaN or missing, are :data:`NO_ZONE` (int8 grid).
+    """
+    zones = np.full(np.shape(grid), NO_ZONE, dtype=np.int8)
+    for c in NON_TUMOUR_CLASSES:
+        threshold = float(thresholds.get(c, math.nan))
+        if math.isnan(threshold):
+            continue
+        is_c = grid == CLASSES.index(c)
+        zones[is_c & (distance <= threshold)] = INFILTRATING_ZONE
+        zones[is_c & (distance > threshold)] = DISTAL_ZONE
+    return zones
 
 
 def _gmm_threshold(d: np.ndarray, seed: int) -> float:

@@ -15,7 +15,7 @@ from PIL import Image, ImageColor, ImageDraw
 from histoprog.classes import CLASSES
 from histoprog.plots import pil_text
 from histoprog.plots.colours import class_colour
-from histoprog.sof import NON_TUMOUR_CLASSES
+from histoprog.sof import DISTAL_ZONE, INFILTRATING_ZONE, zone_grid
 
 #: the longest side of a panel (px); a grid cell is a whole number of pixels, 2-24
 PANEL_PX = 480
@@ -40,20 +40,11 @@ class SofFigure:
 def infiltration_split(
     grid: np.ndarray, distances: np.ndarray, thresholds: Mapping[str, float]
 ) -> np.ndarray:
-    """Cell codes of the right panel: 0 none, 1 tumour, 2 infiltrating, 3 distal.
-
-    Infiltrating: a non-tumour class's cell at most its threshold from the region; a class
-    without a finite threshold stays 0.
-    """
-    split = np.zeros(grid.shape, dtype=np.int8)
+    """Cell codes of the right panel: 0 none, 1 tumour, 2 infiltrating, 3 distal."""
+    zones = zone_grid(grid, distances, thresholds)
+    split = np.where(zones == INFILTRATING_ZONE, 2, np.where(zones == DISTAL_ZONE, 3, 0))
     split[grid == CLASSES.index("TUM")] = 1
-    for c in NON_TUMOUR_CLASSES:
-        threshold = thresholds.get(c, np.nan)
-        if np.isfinite(threshold):
-            is_c = grid == CLASSES.index(c)
-            split[is_c & (distances <= threshold)] = 2
-            split[is_c & (distances > threshold)] = 3
-    return split
+    return split.astype(np.int8)
 
 
 def sof_figure(
