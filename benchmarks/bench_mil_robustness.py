@@ -235,7 +235,7 @@ def run_pair(
     clinical = pd.read_csv(pool / "clinical.tsv", sep="\t")
     risk = pd.read_csv(pool / "truth" / "patients.tsv", sep="\t")[["patient_id", "risk"]]
     train_ids, test_ids = draw_pair(list(clinical["patient_id"]), a.n_train, a.n_test, a.seed, s)
-    d = work / "pairs" / f"s{s:02d}"
+    d = work / (f"runs/{a.name}" if a.name else "") / "pairs" / f"s{s:02d}"
     d.mkdir(parents=True, exist_ok=True)
     tr_slides = slide_table[slide_table["patient_id"].isin(train_ids)].copy()
     tr_slides["path"] = [str(pool / p) for p in tr_slides["path"]]
@@ -251,7 +251,11 @@ def run_pair(
           "--lr-step", mil_cfg["lr_step"], "--l2", mil_cfg["l2"],
           "--threshold", mil_cfg["threshold"], "--power", mil_cfg["power"],
           "--bag-size", mil_cfg["bag_size"], "--val-fraction", mil_cfg["val_fraction"],
-          "--weights", mil_cfg["weights"], "--seed", s, "--threads", a.threads,
+          "--weights", mil_cfg["weights"], "--class-weights", mil_cfg["class_weights"],
+          "--bags-per-step", mil_cfg["bags_per_step"], "--keep", mil_cfg["keep"],
+          "--sampling", mil_cfg["sampling"],
+          "--fit-bias" if mil_cfg["fit_bias"] else "--no-fit-bias",
+          "--seed", s, "--threads", a.threads,
           "--device", "cpu", "--out-model", d / "mil.pt", "--out-history",
           d / "mil_history.tsv", "--out-curve", d / "mil_learning_curve.png",
           "--out-labels", d / "mil_labels.tsv")  # fmt: skip
@@ -332,6 +336,11 @@ def main() -> None:
     parser.add_argument("--n-train", type=int, default=24, help="training patients per pair")
     parser.add_argument("--n-test", type=int, default=20, help="test patients per pair")
     parser.add_argument("--epochs", type=int, default=0, help="MIL epochs (0: the demo's)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override an hcc.mil key for training, e.g. mil.lr=0.001 "
+                        "(repeatable; the value is read as YAML)")  # fmt: skip
+    parser.add_argument("--name", default="", help="variant name: pairs under <work>/runs/NAME")
+    parser.add_argument("--first", type=int, default=1, help="first pair")
     a = parser.parse_args()
     if a.n_train + a.n_test > a.pool:
         parser.error("--pool must hold --n-train + --n-test patients")
@@ -346,21 +355,30 @@ def main() -> None:
     work = Path(a.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
     cfg = demo_config()
+    for item in a.set:
+        key, _, value = item.partition("=")
+        section, _, name = key.partition(".")
+        if section != "mil" or name not in cfg["hcc"]["mil"] or not value:
+            parser.error(f"--set {item}: use mil.KEY=VALUE with an hcc.mil key")
+        cfg["hcc"]["mil"][name] = yaml.safe_load(value)
     clock = Clock()
+    if a.set:
+        print("hcc.mil overrides: " + ", ".join(a.set))
     print(f"pool {a.pool} patients (seed {a.seed}), pairs {a.pairs} of {a.n_train} + "
           f"{a.n_test}, {a.threads} thread(s), work {work}", flush=True)  # fmt: skip
     pool = make_pool(work, a.pool, a.seed, clock)
     unet = make_unet(work, cfg, a.threads, clock)
     slides_dir = bag_slides(pool, work, unet, cfg, a.threads, clock)
     rows = []
-    for s in range(1, a.pairs + 1):
+    for s in range(a.first, a.first + a.pairs):
         rows.append(run_pair(s, pool, slides_dir, work, cfg, a, clock))
         r = rows[-1]
         print(f"  pair {s}: n_high {r['n_high']}, MIL p {r['mil_p']:.3g} HR {r['mil_hr']:.3g}, "
               f"ceiling p {r['ceiling_p']:.3g} HR {r['ceiling_hr']:.3g}, "
               f"rho {r['spearman']:.2f} ({r['minutes']:.1f} min)", flush=True)  # fmt: skip
     table = pd.DataFrame(rows)
-    table.to_csv(work / "pairs.tsv", sep="\t", index=False)
+    table.to_csv(work / (f"runs/{a.name}" if a.name else "") / "pairs.tsv", sep="\t",
+                 index=False)  # fmt: skip
     load_after = os.getloadavg()
     show = table.drop(columns=["minutes"])
     print()

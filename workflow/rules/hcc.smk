@@ -160,6 +160,7 @@ rule train_mil:
     params:
         cohorts=hcc_train_args,
         cfg=HCC["mil"],
+        fit_bias="--fit-bias" if HCC["mil"]["fit_bias"] else "--no-fit-bias",
         time=config["clinical"]["hcc"]["time"],
         event=config["clinical"]["hcc"]["event"],
         threads=HCC["threads"],
@@ -173,6 +174,9 @@ rule train_mil:
         "--threshold {params.cfg[threshold]} --power {params.cfg[power]} "
         "--bag-size {params.cfg[bag_size]} "
         "--val-fraction {params.cfg[val_fraction]} --weights {params.cfg[weights]} "
+        "--class-weights {params.cfg[class_weights]} "
+        "--bags-per-step {params.cfg[bags_per_step]} --sampling {params.cfg[sampling]} "
+        "{params.fit_bias} --keep {params.cfg[keep]} "
         "{params.require} --seed {params.cfg[seed]} --threads {params.threads} --device {params.device} "
         "--out-model {output.model} --out-history {output.history} "
         "--out-curve {output.curve} --out-labels {output.labels} > {log} 2>&1"

@@ -74,6 +74,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="frozen",
         help="frozen: running statistics while training (default); bag: each bag's statistics",
     )
+    parser.add_argument(
+        "--class-weights",
+        choices=("none", "balanced"),
+        default=d.class_weights,
+        help="cross-entropy weight per class: none (the paper) or balanced (n / (2 n_class))",
+    )
+    parser.add_argument(
+        "--bags-per-step", type=int, default=d.bags_per_step, help="bags per optimiser step"
+    )
+    parser.add_argument(
+        "--sampling",
+        choices=("shuffle", "balanced"),
+        default=d.sampling,
+        help="shuffle: every bag once per epoch; balanced: each step half good, half poor",
+    )
+    parser.add_argument(
+        "--fit-bias",
+        action=argparse.BooleanOptionalAction,
+        default=d.fit_bias,
+        help="refit the tile head's bias on the training bags after every epoch",
+    )
+    parser.add_argument(
+        "--keep",
+        choices=("val_bce", "val_loss", "last"),
+        default=d.keep,
+        help="kept epoch: lowest validation cross-entropy or Eq. 4 loss, or the last",
+    )
     add_seed(parser, "hcc.mil.seed")
     add_torch_options(parser, section="hcc")
     add_outputs(
@@ -160,6 +187,11 @@ def run(args: argparse.Namespace) -> None:
         weights=None if str(args.weights).lower() == "none" else args.weights,
         augment=not args.no_augment,
         freeze_bn=args.batch_norm == "frozen",
+        class_weights=args.class_weights,
+        bags_per_step=args.bags_per_step,
+        sampling=args.sampling,
+        fit_bias=args.fit_bias,
+        keep=args.keep,
     )
     try:
         result = train_mil(slides, cfg, select_device(args.device))

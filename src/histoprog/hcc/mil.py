@@ -34,6 +34,7 @@ from histoprog.errors import InputError
 from histoprog.hcc.bags import Bag, bag_input
 from histoprog.inference import batch_slices, run_model
 from histoprog.models import MilLoss, build_mil_mobilenet, signed_generalised_mean, slide_score
+from histoprog.models.mil import mil_good_probability
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,19 @@ HISTORY_COLUMNS = (
     "seconds",
     "best",
 )
+
+
+CLASS_WEIGHTS = ("none", "balanced")
+KEEP = ("val_bce", "val_loss", "last")
+SAMPLING = ("shuffle", "balanced")
+
+
+def class_weight_of(slides: Sequence[TrainingSlide], mode: str) -> dict[float, float]:
+    """Cross-entropy weight per label: 1 (``none``) or ``n / (2 n_label)`` (``balanced``)."""
+    labels = [s.y for s in slides]
+    if mode == "none":
+        return {y: 1.0 for y in set(labels)}
+    return {y: len(labels) / (2.0 * labels.count(y)) for y in set(labels)}
 
 
 def _bag_size(value: int | str) -> int | None:
@@ -76,6 +90,22 @@ class MilConfig:
             statistics would be those of one slide: they normalise away what differs
             between slides (what the score must capture) and make the model behave
             differently in training and at scoring.
+        class_weights: ``none`` (the paper) or ``balanced``: each training slide's
+            cross-entropy is weighted by ``n / (2 n_class)`` (its class's share of the
+            training slides), so that both classes pull equally on the shared bias.
+        bags_per_step: training bags whose (weighted) cross-entropies are averaged into one
+            optimiser step (1 = the paper's one bag per step).
+        sampling: ``shuffle`` (each epoch visits the training bags in a random order) or
+            ``balanced`` (the bags alternate good, poor, good, ... each class from its own
+            shuffled queue, refilled when used up, so an even ``bags_per_step`` gives
+            every step as many good as poor bags; an epoch is still
+            ``ceil(n / bags_per_step)`` steps).
+        fit_bias: after every epoch, set the tile head's bias to the value that minimises
+            the (class-weighted) Eq. 3 cross-entropy of the training bags (fixed seeded
+            draws, eval mode), found on a grid; the rest of the model is unchanged. It
+            anchors the level of all scores, which one-bag steps move together.
+        keep: which epoch's weights are kept: ``val_bce`` (lowest validation
+            cross-entropy), ``val_loss`` (lowest validation Eq. 4 loss) or ``last``.
     """
 
     epochs: int = default("hcc.mil.epochs")
@@ -90,6 +120,11 @@ class MilConfig:
     weights: str | None = default("hcc.mil.weights")
     augment: bool = True
     freeze_bn: bool = True
+    class_weights: str = default("hcc.mil.class_weights")
+    bags_per_step: int = default("hcc.mil.bags_per_step")
+    sampling: str = default("hcc.mil.sampling")
+    fit_bias: bool = default("hcc.mil.fit_bias")
+    keep: str = default("hcc.mil.keep")
 
     def __post_init__(self) -> None:
         problems = [
@@ -102,6 +137,10 @@ class MilConfig:
                 ("threshold", "in (0, 1)", 0 < self.threshold < 1),
                 ("bag_size", ">= 1 or all", self.bag_size is None or self.bag_size >= 1),
                 ("val_fraction", "in (0, 1)", 0 < self.val_fraction < 1),
+                ("class_weights", "none or balanced", self.class_weights in CLASS_WEIGHTS),
+                ("bags_per_step", ">= 1", self.bags_per_step >= 1),
+                ("sampling", "shuffle or balanced", self.sampling in SAMPLING),
+                ("keep", " or ".join(KEEP), self.keep in KEEP),
             )
             if not ok
         ]
@@ -148,6 +187,31 @@ def split_patients(
     train = [s for s in slides if s.patient_id not in val_ids]
     val = [s for s in slides if s.patient_id in val_ids]
     return train, val
+
+
+class StepPlan:
+    """The training bags of each step (indices into the training slides), see MilConfig."""
+
+    def __init__(self, labels: Sequence[float], cfg: MilConfig) -> None:
+        self.n = len(labels)
+        self.k = cfg.bags_per_step
+        self.balanced = cfg.sampling == "balanced"
+        self.by_class = [[i for i, y in enumerate(labels) if y == c] for c in (1.0, 0.0)]
+        self.queues: list[list[int]] = [[], []]
+
+    def _take(self, c: int, rng: np.random.Generator) -> int:
+        if not self.queues[c]:
+            self.queues[c] = rng.permutation(self.by_class[c]).tolist()
+        return self.queues[c].pop()
+
+    def epoch(self, rng: np.random.Generator) -> list[list[int]]:
+        """The steps of one epoch."""
+        if not self.balanced or not all(self.by_class):
+            order = rng.permutation(self.n).tolist()
+            return [order[i : i + self.k] for i in range(0, self.n, self.k)]
+        slots = range(math.ceil(self.n / self.k) * self.k)
+        bags = [self._take(j % 2, rng) for j in slots]  # good, poor, good, poor, ...
+        return [bags[i : i + self.k] for i in range(0, len(bags), self.k)]
 
 
 def _draw(n: int, size: int | None, rng: np.random.Generator) -> np.ndarray:
@@ -216,6 +280,36 @@ class MilResult:
     val_slides: list[str]
 
 
+BIAS_GRID = torch.arange(-8.0, 8.0 + 1e-9, 0.005, dtype=torch.float64)
+
+
+def fit_head_bias(
+    model: nn.Module,
+    bags: Sequence[tuple[torch.Tensor, float]],
+    loss_fn: MilLoss,
+    weight_of: dict[float, float],
+    p: int,
+) -> float:
+    """Refit the tile head's bias on ``bags`` (tile input, label); returns the shift.
+
+    The shift is the grid value (-8..8, step 0.005) that minimises the class-weighted Eq. 3
+    cross-entropy of the bags' scores (model in eval mode).
+    """
+    model.eval()
+    with torch.inference_mode():
+        logits = [slide_score(model, x, p, chunk_size=64)[1].double() for x, _ in bags]
+    total = torch.zeros_like(BIAS_GRID)
+    for z, (_, y) in zip(logits, bags, strict=True):
+        scores = torch.sigmoid(signed_generalised_mean(z[None, :] + BIAS_GRID[:, None], p))
+        prob = mil_good_probability(scores, loss_fn.t).clamp(0.0, 1.0)
+        log_p = torch.log(prob if y == 1.0 else 1.0 - prob).clamp_min(-100.0)
+        total -= weight_of[y] * log_p
+    shift = float(BIAS_GRID[int(torch.argmin(total))])
+    with torch.no_grad():
+        model.classifier[-1].bias += shift
+    return shift
+
+
 def _validate(
     model: nn.Module,
     bags: list[tuple[torch.Tensor, float]],
@@ -265,35 +359,53 @@ def train_mil(
         bag = Bag.load(s.bag)
         idx = _draw(len(bag), cfg.bag_size, val_rng)
         val_bags.append((bag_input(bag.tiles[idx], bag.heat[idx], device), s.y))
+    fit_bags = []
+    if cfg.fit_bias:
+        fit_rng = np.random.default_rng((cfg.seed, 3))
+        for s in train:
+            bag = Bag.load(s.bag)
+            idx = _draw(len(bag), cfg.bag_size, fit_rng)
+            fit_bags.append((bag_input(bag.tiles[idx], bag.heat[idx], device), s.y))
     if cfg.freeze_bn:
         calibrate_batch_norm(model, train, cfg, device)
+    weight_of = class_weight_of(train, cfg.class_weights)
+    plan = StepPlan([s.y for s in train], cfg)
     rows: list[dict[str, Any]] = []
     best_state: dict[str, torch.Tensor] | None = None
-    best_bce, best_epoch = math.inf, 0
+    best_crit, best_epoch, best_bce = math.inf, 0, math.inf
     for epoch in range(1, cfg.epochs + 1):
         started = time.perf_counter()
         rng = np.random.default_rng((cfg.seed, 0, epoch))
         lr = optimiser.param_groups[0]["lr"]
         _train_mode(model, cfg.freeze_bn)
         totals, bces = [], []
-        for i in rng.permutation(len(train)):
-            s = train[i]
-            bag = Bag.load(s.bag)
-            idx = _draw(len(bag), cfg.bag_size, rng)
-            x = bag_input(bag.tiles[idx], bag.heat[idx], device)
-            if cfg.augment:
-                x = _augment(x, rng)
+        for step in plan.epoch(rng):
             optimiser.zero_grad(set_to_none=True)
-            score, _ = slide_score(model, x, cfg.power)
-            bce, reg = loss_fn.parts(score, torch.tensor(s.y), model)
-            (bce + reg).backward()
+            step_bce = 0.0
+            for i in step:
+                s = train[i]
+                bag = Bag.load(s.bag)
+                idx = _draw(len(bag), cfg.bag_size, rng)
+                x = bag_input(bag.tiles[idx], bag.heat[idx], device)
+                if cfg.augment:
+                    x = _augment(x, rng)
+                score, _ = slide_score(model, x, cfg.power)
+                bce, _ = loss_fn.parts(score, torch.tensor(s.y), None, weight_of[s.y])
+                (bce / len(step)).backward()
+                step_bce += bce.item() / len(step)
+                bces.append(bce.item())
+            reg = loss_fn.parts(score.detach(), torch.tensor(s.y), model)[1]
+            if reg.requires_grad:
+                reg.backward()
             optimiser.step()
-            totals.append((bce + reg).item())
-            bces.append(bce.item())
+            totals.append(step_bce + reg.item())
         scheduler.step()
+        if cfg.fit_bias:
+            fit_head_bias(model, fit_bags, loss_fn, weight_of, cfg.power)
         val_loss, val_bce, val_acc = _validate(model, val_bags, loss_fn, cfg.power)
-        if val_bce < best_bce:
-            best_bce, best_epoch = val_bce, epoch
+        crit = {"val_bce": val_bce, "val_loss": val_loss, "last": -epoch}[cfg.keep]
+        if crit < best_crit:
+            best_crit, best_epoch, best_bce = crit, epoch, val_bce
             best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
         rows.append(
             {

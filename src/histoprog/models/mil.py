@@ -166,12 +166,22 @@ class MilLoss(nn.Module):
         self.l2_scope = l2_scope
 
     def parts(
-        self, score: torch.Tensor, target: torch.Tensor, model: nn.Module | None = None
+        self,
+        score: torch.Tensor,
+        target: torch.Tensor,
+        model: nn.Module | None = None,
+        weight: torch.Tensor | float | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(cross_entropy, l2 * penalty)``; the penalty is 0 without a model."""
+        """``(cross_entropy, l2 * penalty)``; the penalty is 0 without a model.
+
+        ``weight`` multiplies each slide's cross-entropy before the mean (class weights).
+        """
         prob = mil_good_probability(score, self.t).clamp(0.0, 1.0)
         y = torch.as_tensor(target, dtype=prob.dtype, device=prob.device).reshape(prob.shape)
-        bce = F.binary_cross_entropy(prob, y)
+        w = None
+        if weight is not None:
+            w = torch.as_tensor(weight, dtype=prob.dtype, device=prob.device).expand(prob.shape)
+        bce = F.binary_cross_entropy(prob, y, weight=w)
         if model is None or self.l2 == 0:
             reg = torch.zeros((), dtype=bce.dtype, device=bce.device)
         else:
