@@ -79,8 +79,13 @@ def stage_seconds(root: Path) -> dict[str, tuple[float, int]]:
 
 
 def planned_jobs(root: Path) -> str:
-    """The total of a dry run of the demo config (the last count line of `-n rules`)."""
-    command = [str(Path(sys.executable).parent / "snakemake"), "-n", "--quiet", "rules",
+    """The total of a dry run of the demo config (the last count line of `-n rules`).
+
+    ``--forceall`` so a finished demo still counts every job (a dry run lists only what
+    is left to do).
+    """
+    command = [str(Path(sys.executable).parent / "snakemake"), "-n", "--forceall", "--quiet",
+               "rules",
                "--configfile", *DEMO_CONFIG]  # fmt: skip
     done = subprocess.run(command, cwd=root, capture_output=True, text=True)
     totals = [line.split()[1] for line in done.stdout.splitlines() if line.startswith("total")]
