@@ -96,8 +96,6 @@ def main() -> None:
     save_checkpoint(root / "mil.pt", mil, kind="mil", architecture={"in_channels": 4},
                     class_names=None, normalisation={"mean": [0.5] * 4, "std": [0.5] * 4},
                     config={"t": 0.4457, "p": 3}, metrics={})  # fmt: skip
-    # imported lazily by the Vahadane fit; a job pays it at start, like the stage's imports
-    importlib.import_module("sklearn.decomposition")
     common = ["--threads", a.threads, "--device", "cpu", "--batch-size", a.batch]
     nuclei_s = stage("nuclei", "--slide", slide, "--slide-id", "B-001", "--tiles",
                      d / "tiles.tsv", "--tiles-meta", d / "tiles.json", "--model",

@@ -82,7 +82,6 @@ import pandas as pd
 import torch
 import yaml
 from scipy.stats import spearmanr
-from sklearn.exceptions import ConvergenceWarning
 
 from histoprog.analysis.groups import group_survival
 from histoprog.analysis.outcome import Outcome
@@ -345,8 +344,6 @@ def main() -> None:
     if a.n_train + a.n_test > a.pool:
         parser.error("--pool must hold --n-train + --n-test patients")
     logging.basicConfig(level=logging.WARNING)
-    # the Vahadane fit's dictionary learning warns on most slides; it is not news here
-    warnings.filterwarnings("ignore", category=ConvergenceWarning)
     # the Cox CI of a split with every event in one group (HR -> infinity) overflows
     warnings.filterwarnings("ignore", "overflow encountered in exp", RuntimeWarning)
     torch.set_num_threads(a.threads)
