@@ -42,7 +42,6 @@ NON_CONFIG_OPTIONS = {
     ("commands/gmm_thresholds.py", "--meta-name"): "file name of classify's output",
     ("commands/sof_table.py", "--name"): "file name of the sof stage's record",
     ("commands/status.py", "--stages"): "the per-slide stages of CRLM cohorts",
-    ("commands/train_mil.py", "--batch-norm"): "a method choice not in config (METHODS 6.5)",
 }
 # modules whose options are not config keys: the test-data generator (synth nuclei takes
 # hcc.synth_nuclei's defaults, the other generators have their own parameters)
@@ -175,7 +174,7 @@ SETTINGS = {
     CRSColumns: ("crlm.crs", {}, set()),
     HCCSettings: ("hcc.analysis", {"time": "clinical.hcc.time", "event": "clinical.hcc.event",
                                    "threshold": "hcc.mil.threshold"}, set()),
-    MilConfig: ("hcc.mil", {}, {"augment", "freeze_bn"}),
+    MilConfig: ("hcc.mil", {}, {"augment"}),
     UnetConfig: ("hcc.unet", {"batch_size": "hcc.unet.batch"}, {"target_mpp"}),
     RegionParams: ("crlm.region", {}, set()),
     BlankParams: ("tile.blank", {}, set()),

@@ -18,6 +18,7 @@ import pytest
 import torch
 from torch import nn
 
+from histoprog.errors import InputError
 from histoprog.hcc.bags import Bag
 from histoprog.hcc.mil import (
     MilConfig,
@@ -116,3 +117,27 @@ def test_bias_fit_puts_the_threshold_between_the_classes(bias):
     with torch.no_grad():
         scores = [float(torch.sigmoid(model(x).mean())) for x, _ in bags]  # equal tiles: T = z
     assert max(scores[:2]) < T < min(scores[2:])
+
+
+def test_joint_batch_norm_without_validation_trains_on_every_slide(tmp_path):
+    """``batch_norm: batch`` + ``val_fraction: 0`` (the demo's recipe): every labelled slide
+    trains, the last epoch is kept, the history has no validation numbers, and the step's
+    bags share one batch (the running statistics move during training)."""
+    slides = small_case(tmp_path)
+    cfg = MilConfig(epochs=3, lr=1e-3, lr_step=10, l2=0, bag_size=None, weights=None, seed=3,
+                    keep="last", val_fraction=0, batch_norm="batch", sampling="balanced",
+                    bags_per_step=4, class_weights="balanced")  # fmt: skip
+    torch.set_num_threads(1)
+    result = train_mil(slides, cfg)
+    assert sorted(result.train_slides) == sorted(s.slide_id for s in slides)
+    assert result.val_slides == [] and result.best_epoch == 3
+    assert result.history[["val_loss", "val_bce", "val_accuracy"]].isna().all().all()
+    first_bn = next(m for m in result.model.modules() if isinstance(m, nn.BatchNorm2d))
+    assert int(first_bn.num_batches_tracked) == 3 * 3  # 9 slides, 4 a step: 3 steps an epoch
+
+
+def test_no_validation_needs_the_last_epoch():
+    with pytest.raises(InputError, match="keep=val_bce must be last without validation"):
+        MilConfig(val_fraction=0, keep="val_bce")
+    with pytest.raises(InputError, match="batch_norm=bag must be frozen or batch"):
+        MilConfig(batch_norm="bag")

@@ -174,7 +174,7 @@ rule train_mil:
         "--threshold {params.cfg[threshold]} --power {params.cfg[power]} "
         "--bag-size {params.cfg[bag_size]} "
         "--val-fraction {params.cfg[val_fraction]} --weights {params.cfg[weights]} "
-        "--class-weights {params.cfg[class_weights]} "
+        "--class-weights {params.cfg[class_weights]} --batch-norm {params.cfg[batch_norm]} "
         "--bags-per-step {params.cfg[bags_per_step]} --sampling {params.cfg[sampling]} "
         "{params.fit_bias} --keep {params.cfg[keep]} "
         "{params.require} --seed {params.cfg[seed]} --threads {params.threads} --device {params.device} "

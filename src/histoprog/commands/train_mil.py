@@ -32,7 +32,7 @@ from histoprog.device import select_device, set_threads
 from histoprog.errors import InputError
 from histoprog.hcc.bags import HEAT_MEAN, HEAT_STD
 from histoprog.hcc.labels import check_classes, label_counts, mil_labels
-from histoprog.hcc.mil import MilConfig, TrainingSlide, train_mil
+from histoprog.hcc.mil import BATCH_NORM, MilConfig, TrainingSlide, train_mil
 from histoprog.io import read_json, save_figure, write_tsv
 from histoprog.models import architecture_of, save_checkpoint
 from histoprog.plots.hcc import mil_curves
@@ -70,9 +70,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-augment", action="store_true")
     parser.add_argument(
         "--batch-norm",
-        choices=("frozen", "bag"),
-        default="frozen",
-        help="frozen: running statistics while training (default); bag: each bag's statistics",
+        choices=BATCH_NORM,
+        default=d.batch_norm,
+        help="frozen: statistics estimated once over the training bags; batch: each step's "
+        "bags as one batch",
     )
     parser.add_argument(
         "--class-weights",
@@ -186,7 +187,7 @@ def run(args: argparse.Namespace) -> None:
         seed=args.seed,
         weights=None if str(args.weights).lower() == "none" else args.weights,
         augment=not args.no_augment,
-        freeze_bn=args.batch_norm == "frozen",
+        batch_norm=args.batch_norm,
         class_weights=args.class_weights,
         bags_per_step=args.bags_per_step,
         sampling=args.sampling,
@@ -228,5 +229,8 @@ def run(args: argparse.Namespace) -> None:
         f"({counts['left_out']} left out); kept epoch {result.best_epoch}"
     )
     save_figure(args.out_curve, mil_curves(result.history, title), dpi=100)
-    log.info("MIL: best validation cross-entropy %.4f at epoch %d", result.best_val_bce,
-             result.best_epoch)  # fmt: skip
+    if result.val_slides:
+        log.info("MIL: kept epoch %d (validation cross-entropy %.4f)", result.best_epoch,
+                 result.best_val_bce)  # fmt: skip
+    else:
+        log.info("MIL: kept epoch %d (no validation split, val_fraction 0)", result.best_epoch)

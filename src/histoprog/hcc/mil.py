@@ -1,15 +1,17 @@
 """MIL training and slide scoring (METHODS 6.3-6.5; the HCC paper's Eq. 2-4).
 
-Training: one slide (bag) per step. A step draws up to ``bag_size`` tiles of the slide's
-stored bag (seeded per epoch and slide), applies one random flip/90-degree rotation to the
-whole bag, computes the tile logits, the slide score ``S = sigmoid(T)`` with the signed
-generalised mean ``T`` (p = 3) and the Eq. 4 loss (cross-entropy of the Eq. 3 probability
-of the good outcome plus ``l2`` times the sum of squared weights). Adam, lr halved every
-``lr_step`` epochs. Patients are split (seeded, stratified by label) into training and
-validation; batch-norm statistics are estimated once over the training bags and then
-kept fixed (``freeze_bn``, see :class:`MilConfig`); after each epoch the validation bags
-(a fixed seeded draw of ``bag_size`` tiles, model in eval mode) give the validation
-cross-entropy, and the weights of the epoch with the lowest one are kept.
+Training: ``bags_per_step`` slides (bags) per step (the paper: one). For each bag a step
+draws up to ``bag_size`` tiles of the slide's stored bag (seeded per epoch and slide),
+applies one random flip/90-degree rotation to the whole bag, computes the tile logits, the
+slide score ``S = sigmoid(T)`` with the signed generalised mean ``T`` (p = 3) and the Eq. 4
+loss (cross-entropy of the Eq. 3 probability of the good outcome plus ``l2`` times the sum
+of squared weights). Adam, lr halved every ``lr_step`` epochs. Batch norm (``batch_norm``,
+see :class:`MilConfig`): ``frozen`` estimates the statistics once over the training bags
+and keeps them; ``batch`` trains on the statistics of each step's bags, forwarded together.
+Patients are split (seeded, stratified by label) into training and validation unless
+``val_fraction`` is 0; after each epoch the validation bags (a fixed seeded draw of
+``bag_size`` tiles, model in eval mode) give the validation cross-entropy, and ``keep``
+says which epoch's weights are kept.
 
 Scoring: :func:`score_bag` runs every tile of a bag in eval mode.
 """
@@ -54,6 +56,7 @@ HISTORY_COLUMNS = (
 CLASS_WEIGHTS = ("none", "balanced")
 KEEP = ("val_bce", "val_loss", "last")
 SAMPLING = ("shuffle", "balanced")
+BATCH_NORM = ("frozen", "batch")
 
 
 def class_weight_of(slides: Sequence[TrainingSlide], mode: str) -> dict[float, float]:
@@ -81,15 +84,19 @@ class MilConfig:
         threshold: score threshold t (high risk when S >= t).
         power: generalised-mean power p.
         bag_size: tiles per training step and per validation bag; ``None`` = all stored.
-        val_fraction: share of each class's patients held out for validation.
+        val_fraction: share of each class's patients held out for validation; 0 trains
+            on every labelled slide (then ``keep`` must be ``last``).
         seed: split, initialisation, tile draws, augmentation, dropout.
         weights: MobileNetV2 initial weights (``imagenet`` from the cache, a file, none).
         augment: random flip/rotation of each training bag.
-        freeze_bn: estimate the batch-norm statistics once over all training bags, then
-            keep batch norm in eval mode while training. With one bag per step, batch
-            statistics would be those of one slide: they normalise away what differs
-            between slides (what the score must capture) and make the model behave
-            differently in training and at scoring.
+        batch_norm: ``frozen`` (estimate the batch-norm statistics once over all training
+            bags, then keep batch norm in eval mode while training: with one bag per step,
+            batch statistics would be those of one slide and normalise away what differs
+            between slides) or ``batch`` (batch norm in training mode; a step's bags go
+            through the network as one batch, so with ``sampling: balanced`` its
+            statistics span good and poor slides; scoring uses the running statistics).
+            From random initialisation frozen statistics go stale as the weights move
+            (config/README.md, "HCC MIL training").
         class_weights: ``none`` (the paper) or ``balanced``: each training slide's
             cross-entropy is weighted by ``n / (2 n_class)`` (its class's share of the
             training slides), so that both classes pull equally on the shared bias.
@@ -119,7 +126,7 @@ class MilConfig:
     seed: int = default("hcc.mil.seed")
     weights: str | None = default("hcc.mil.weights")
     augment: bool = True
-    freeze_bn: bool = True
+    batch_norm: str = default("hcc.mil.batch_norm")
     class_weights: str = default("hcc.mil.class_weights")
     bags_per_step: int = default("hcc.mil.bags_per_step")
     sampling: str = default("hcc.mil.sampling")
@@ -136,7 +143,9 @@ class MilConfig:
                 ("l2", ">= 0", self.l2 >= 0),
                 ("threshold", "in (0, 1)", 0 < self.threshold < 1),
                 ("bag_size", ">= 1 or all", self.bag_size is None or self.bag_size >= 1),
-                ("val_fraction", "in (0, 1)", 0 < self.val_fraction < 1),
+                ("val_fraction", "in [0, 1)", 0 <= self.val_fraction < 1),
+                ("keep", "last without validation", self.val_fraction > 0 or self.keep == "last"),
+                ("batch_norm", " or ".join(BATCH_NORM), self.batch_norm in BATCH_NORM),
                 ("class_weights", "none or balanced", self.class_weights in CLASS_WEIGHTS),
                 ("bags_per_step", ">= 1", self.bags_per_step >= 1),
                 ("sampling", "shuffle or balanced", self.sampling in SAMPLING),
@@ -173,8 +182,10 @@ def split_patients(
     """Seeded split by patient, stratified by label.
 
     Each class with two or more patients gives ``round(val_fraction * n)`` of them (at least
-    one) to validation.
+    one) to validation; ``val_fraction`` 0 gives no validation slides.
     """
+    if val_fraction == 0:
+        return list(slides), []
     patients = sorted({(s.patient_id, s.y) for s in slides})
     rng = np.random.default_rng(seed)
     val_ids: set[str] = set()
@@ -310,13 +321,48 @@ def fit_head_bias(
     return shift
 
 
+def _step_backward(
+    model: nn.Module,
+    bags: Sequence[tuple[torch.Tensor, float]],
+    loss_fn: MilLoss,
+    weight_of: dict[float, float],
+    p: int,
+    joint: bool,
+) -> tuple[list[float], torch.Tensor]:
+    """Backpropagate the mean (class-weighted) cross-entropy of one step's bags.
+
+    ``joint``: the bags' tiles go through the network as one batch (``batch_norm: batch``);
+    else bag by bag, each bag's share backpropagated before the next forward pass.
+
+    Returns:
+        (each bag's cross-entropy, the last bag's score, detached).
+    """
+    n = len(bags)
+    if joint:
+        z = model(torch.cat([x for x, _ in bags])).reshape(-1)
+        parts = torch.split(z, [len(x) for x, _ in bags])
+        scores = [torch.sigmoid(signed_generalised_mean(zi, p)) for zi in parts]
+    losses = []
+    for k, (x, y) in enumerate(bags):
+        score = scores[k] if joint else slide_score(model, x, p)[0]
+        bce, _ = loss_fn.parts(score, torch.tensor(y), None, weight_of[y])
+        if not joint:
+            (bce / n).backward()
+        losses.append(bce)
+    if joint:
+        (torch.stack(losses).sum() / n).backward()
+    return [float(b.item()) for b in losses], score.detach()
+
+
 def _validate(
     model: nn.Module,
     bags: list[tuple[torch.Tensor, float]],
     loss_fn: MilLoss,
     p: int,
 ) -> tuple[float, float, float]:
-    """(validation Eq. 4 loss, cross-entropy, accuracy) of fixed validation bags."""
+    """(validation Eq. 4 loss, cross-entropy, accuracy) of fixed validation bags (NaN: none)."""
+    if not bags:
+        return math.nan, math.nan, math.nan
     model.eval()
     scores, ys = [], []
     with torch.inference_mode():
@@ -341,7 +387,7 @@ def train_mil(
     """
     device = torch.device(device)
     train, val = split_patients(slides, cfg.val_fraction, cfg.seed)
-    if not val:
+    if not val and cfg.val_fraction > 0:
         raise InputError(
             "MIL training slides",
             "are too few for a validation split (each class needs 2 or more patients)",
@@ -366,7 +412,8 @@ def train_mil(
             bag = Bag.load(s.bag)
             idx = _draw(len(bag), cfg.bag_size, fit_rng)
             fit_bags.append((bag_input(bag.tiles[idx], bag.heat[idx], device), s.y))
-    if cfg.freeze_bn:
+    frozen = cfg.batch_norm == "frozen"
+    if frozen:
         calibrate_batch_norm(model, train, cfg, device)
     weight_of = class_weight_of(train, cfg.class_weights)
     plan = StepPlan([s.y for s in train], cfg)
@@ -377,24 +424,22 @@ def train_mil(
         started = time.perf_counter()
         rng = np.random.default_rng((cfg.seed, 0, epoch))
         lr = optimiser.param_groups[0]["lr"]
-        _train_mode(model, cfg.freeze_bn)
+        _train_mode(model, frozen)
         totals, bces = [], []
         for step in plan.epoch(rng):
             optimiser.zero_grad(set_to_none=True)
-            step_bce = 0.0
+            inputs = []
             for i in step:
-                s = train[i]
-                bag = Bag.load(s.bag)
+                bag = Bag.load(train[i].bag)
                 idx = _draw(len(bag), cfg.bag_size, rng)
                 x = bag_input(bag.tiles[idx], bag.heat[idx], device)
-                if cfg.augment:
-                    x = _augment(x, rng)
-                score, _ = slide_score(model, x, cfg.power)
-                bce, _ = loss_fn.parts(score, torch.tensor(s.y), None, weight_of[s.y])
-                (bce / len(step)).backward()
-                step_bce += bce.item() / len(step)
-                bces.append(bce.item())
-            reg = loss_fn.parts(score.detach(), torch.tensor(s.y), model)[1]
+                inputs.append((_augment(x, rng) if cfg.augment else x, train[i].y))
+            step_bces, score = _step_backward(
+                model, inputs, loss_fn, weight_of, cfg.power, joint=not frozen
+            )
+            step_bce = sum(b / len(step) for b in step_bces)
+            bces.extend(step_bces)
+            reg = loss_fn.parts(score, torch.tensor(inputs[-1][1]), model)[1]
             if reg.requires_grad:
                 reg.backward()
             optimiser.step()
