@@ -20,6 +20,7 @@ from histoprog.cli_options import (
 )
 from histoprog.defaults import default
 from histoprog.errors import InputError, SlideError
+from histoprog.plots.stain_qc import stain_qc
 from histoprog.stage import SlideStage, StageResult, read_upstream, save_picture
 
 log = logging.getLogger("histoprog.stain")
@@ -105,28 +106,4 @@ def fit_slide(args: argparse.Namespace, tiles_meta: dict[str, Any]) -> StageResu
         after = normalizer.transform_batch(qc, stain_params)
     else:
         after = np.stack([normalizer.transform_per_tile(tile)[0] for tile in qc])
-    return StageResult(fitted, {args.out_qc: qc_figure(args.slide_id, qc, after, args.fit)})
-
-
-def qc_figure(slide_id: str, before: np.ndarray, after: np.ndarray, fit: str) -> Any:
-    """Sample tiles before (top row) and after (bottom row) normalisation.
-
-    The row labels sit in the left margin (y-axis labels), clear of the tiles.
-    """
-    from matplotlib.figure import Figure
-
-    n = len(before)
-    fig = Figure(figsize=(1.6 * n + 1.0, 3.8), layout="constrained")
-    axes = fig.subplots(2, n, squeeze=False)
-    for i in range(n):
-        axes[0, i].imshow(before[i])
-        axes[1, i].imshow(after[i])
-    for ax in axes.ravel():
-        ax.set_xticks([])
-        ax.set_yticks([])
-        for spine in ax.spines.values():
-            spine.set_visible(False)
-    axes[0, 0].set_ylabel("before", fontsize=9)
-    axes[1, 0].set_ylabel(f"after\n(Macenko,\n{fit} fit)", fontsize=9)
-    fig.suptitle(f"slide {slide_id}: sample tiles before and after stain normalisation", size=10)
-    return fig
+    return StageResult(fitted, {args.out_qc: stain_qc(args.slide_id, qc, after, args.fit)})
