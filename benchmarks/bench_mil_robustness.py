@@ -252,6 +252,7 @@ def run_pair(
           "--bag-size", mil_cfg["bag_size"], "--val-fraction", mil_cfg["val_fraction"],
           "--weights", mil_cfg["weights"], "--class-weights", mil_cfg["class_weights"],
           "--bags-per-step", mil_cfg["bags_per_step"], "--keep", mil_cfg["keep"],
+          "--batch-norm", mil_cfg["batch_norm"],
           "--sampling", mil_cfg["sampling"],
           "--fit-bias" if mil_cfg["fit_bias"] else "--no-fit-bias",
           "--seed", s, "--threads", a.threads,

@@ -14,7 +14,6 @@ from histoprog import tiling
 from histoprog.analysis.groups import group_survival
 from histoprog.analysis.outcome import Outcome
 from histoprog.classes import CLASSES
-from histoprog.commands.stain import qc_figure
 from histoprog.plots.overlay import class_overlay
 from histoprog.plots.slide_view import FOOTER_PX, scale_bar_um
 from histoprog.plots.survival import km_axes, km_figure, left_out
@@ -101,21 +100,6 @@ def test_slide_pictures_carry_a_scale_bar() -> None:
     )
     um_per_px = 0.25 * 10.0 * 60 / 540
     assert abs(_bar_px(overlay) - scale_bar_um(um_per_px, 540 / 4) / um_per_px) <= 1
-
-
-# ----------------------------------------------------------------------------- stain QC
-
-
-def test_stain_qc_labels_sit_left_of_the_tiles() -> None:
-    tiles = np.full((4, 32, 32, 3), 180, dtype=np.uint8)
-    fig = qc_figure("s1", tiles, tiles, "slide")
-    _draw(fig)
-    first = fig.axes[: len(tiles) * 2 : len(tiles)]  # first tile of each row
-    for ax, label in zip(first, ("before", "after"), strict=True):
-        assert ax.get_ylabel().startswith(label)
-        assert ax.yaxis.label.get_window_extent().x1 <= ax.get_window_extent().x0
-        assert _inside(fig, ax.yaxis.label)
-    assert _inside(fig, fig._suptitle)
 
 
 # ----------------------------------------------------------------------------- Kaplan-Meier
