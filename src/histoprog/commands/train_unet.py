@@ -13,7 +13,14 @@ from histoprog.cli_options import (
     check_required_weights,
 )
 from histoprog.device import select_device, set_threads
-from histoprog.hcc.unet import UnetConfig, save_unet, train_unet
+from histoprog.hcc.unet import (
+    LOSSES,
+    LR_SCHEDULES,
+    UnetConfig,
+    UnetTraining,
+    save_unet,
+    train_unet,
+)
 from histoprog.io import save_figure, write_tsv
 from histoprog.plots.hcc import unet_curves
 
@@ -22,7 +29,7 @@ log = logging.getLogger("histoprog.train_unet")
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``train_unet`` subcommand."""
-    d = UnetConfig()
+    d, t = UnetConfig(), UnetTraining()
     parser = subparsers.add_parser("train_unet", help="train the nuclei U-net (heat maps)")
     parser.add_argument("--nuclei", required=True, help="folder with images/ and masks/")
     parser.add_argument("--encoder", default=d.encoder, help="smp encoder (resnet34 published)")
@@ -36,6 +43,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--image-mpp", type=float, default=d.image_mpp, help="the images' mpp")
     parser.add_argument(
         "--target-mpp", type=float, default=d.target_mpp, help="mpp of the tiles at inference"
+    )
+    parser.add_argument(
+        "--stain-sigma", type=float, default=t.stain_sigma, help="HED stain jitter (0: none)"
+    )
+    parser.add_argument(
+        "--colour-jitter",
+        type=float,
+        default=t.colour_jitter,
+        help="brightness/contrast/saturation/hue jitter (0: none)",
+    )
+    parser.add_argument("--loss", choices=LOSSES, default=t.loss, help="training loss")
+    parser.add_argument(
+        "--lr-schedule", choices=LR_SCHEDULES, default=t.lr_schedule, help="per-epoch lr"
     )
     add_seed(parser, "hcc.unet.seed")
     add_torch_options(parser, batch_size=d.batch_size, workers=d.workers, section="hcc")
@@ -66,8 +86,14 @@ def run(args: argparse.Namespace) -> None:
         seed=args.seed,
         workers=args.workers,
     )
-    result = train_unet(args.nuclei, cfg, select_device(args.device))
-    save_unet(args.out_model, result, cfg)
+    training = UnetTraining(
+        stain_sigma=args.stain_sigma,
+        colour_jitter=args.colour_jitter,
+        loss=args.loss,
+        lr_schedule=args.lr_schedule,
+    )
+    result = train_unet(args.nuclei, cfg, select_device(args.device), training=training)
+    save_unet(args.out_model, result, cfg, training)
     write_tsv(args.out_history, result.history)
     title = f"nuclei U-net ({cfg.encoder}), best validation Dice {result.best_val_dice:.3f}"
     save_figure(args.out_curve, unet_curves(result.history, title), dpi=100)

@@ -8,7 +8,9 @@ Layout (MoNuSeg-style)::
 An image and its mask share the file stem. Training uses random square crops taken at the
 scale of the HCC tiles the U-net later sees (``target_mpp``, e.g. 512 px at 0.25 mpp
 resized to 224 px = 0.571 mpp): a window of ``crop * target_mpp / image_mpp`` image pixels
-is resized to ``crop`` pixels, then flipped and rotated by a multiple of 90 degrees.
+is resized to ``crop`` pixels, then flipped and rotated by a multiple of 90 degrees, and
+optionally its stain perturbed in HED space (``stain_sigma``, as the tissue classifier's
+:class:`~histoprog.scanner_jitter.ScannerJitter`).
 Validation uses a fixed grid of non-overlapping windows over the held-out images.
 """
 
@@ -20,11 +22,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageEnhance, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from histoprog.data import IMAGE_SUFFIXES
 from histoprog.errors import InputError
+from histoprog.scanner_jitter import jitter_hed
 
 LAYOUT_FIX = (
     "give a folder with images/ and masks/ sub-folders holding pairs with the same file "
@@ -146,16 +149,48 @@ def _dihedral(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> 
     return np.rot90(image, k), np.rot90(mask, k)
 
 
+def jitter_stain(image: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
+    """Scale the H and E amounts by U(1 - s, 1 + s) and shift them by U(-s, s) * 0.1 OD."""
+    scale = np.append(1 + sigma * rng.uniform(-1, 1, 2), 1.0)
+    shift = np.append(0.1 * sigma * rng.uniform(-1, 1, 2), 0.0)
+    return jitter_hed(np.ascontiguousarray(image), scale, shift)
+
+
+def jitter_colour(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+    """Brightness, contrast and saturation factors U(1 - c, 1 + c); hue shift U(-c, c) / 20.
+
+    The hue shift is a share of the hue circle (``c = 1``: up to 18 degrees).
+    """
+    out = Image.fromarray(np.ascontiguousarray(image))
+    for enhance in (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color):
+        out = enhance(out).enhance(1 + strength * rng.uniform(-1, 1))
+    shift = round(255 * strength * rng.uniform(-1, 1) / 20)
+    if shift == 0:  # skip the lossy HSV round trip
+        return np.array(out)
+    hsv = np.array(out.convert("HSV"))
+    hsv[..., 0] = (hsv[..., 0].astype(int) + shift) % 256
+    return np.array(Image.fromarray(hsv, "HSV").convert("RGB"))
+
+
 class NucleiCrops(Dataset):
     """Random augmented crops: ``crops_per_image`` per image and epoch.
 
     Items are ``(uint8 H x W x 3 tensor, float 1 x H x W mask)``. Crop ``i`` of epoch ``e``
     is drawn from ``numpy.random.default_rng((seed, e, i))``, so runs are reproducible
     whatever the DataLoader workers; call :meth:`set_epoch` before each epoch.
+    ``stain_sigma`` > 0 adds :func:`jitter_stain` after the flips and rotations, then
+    ``colour_jitter`` > 0 :func:`jitter_colour` (0: none).
     """
 
     def __init__(
-        self, pairs: list[NucleiPair], crop: int, window: int, crops_per_image: int, seed: int
+        self,
+        pairs: list[NucleiPair],
+        crop: int,
+        window: int,
+        crops_per_image: int,
+        seed: int,
+        stain_sigma: float = 0.0,
+        colour_jitter: float = 0.0,
     ) -> None:
         small = [p.name for p in pairs if min(p.mask.shape) < window]
         if small:
@@ -169,6 +204,8 @@ class NucleiCrops(Dataset):
         self.window = window
         self.crops_per_image = crops_per_image
         self.seed = seed
+        self.stain_sigma = stain_sigma
+        self.colour_jitter = colour_jitter
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -186,6 +223,10 @@ class NucleiCrops(Dataset):
         win = (slice(y, y + self.window), slice(x, x + self.window))
         image, mask = resize_pair(pair.image[win], pair.mask[win], self.crop)
         image, mask = _dihedral(image, mask, rng)
+        if self.stain_sigma > 0:
+            image = jitter_stain(image, self.stain_sigma, rng)
+        if self.colour_jitter > 0:
+            image = jitter_colour(image, self.colour_jitter, rng)
         return (
             torch.from_numpy(np.ascontiguousarray(image)),
             torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None],

@@ -5,6 +5,8 @@ eps 1e-8 summed over the batch, random crops with flips/rotations
 (:class:`~histoprog.hcc.nuclei_data.NucleiCrops`), a seeded split by image; the hard Dice
 of the held-out grid crops is computed every epoch and the weights of the epoch with the
 highest validation Dice are kept. Inputs are ImageNet-standardised RGB.
+:class:`UnetTraining` adds options beyond the published recipe (stain and colour jitter,
+Dice + BCE loss, a cosine learning-rate schedule); its defaults are the published recipe.
 
 Inference: :func:`heat_maps` gives the sigmoid probability of every pixel as uint8
 (``round(255 p)``).
@@ -18,7 +20,7 @@ import math
 import os
 import time
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -49,6 +51,10 @@ from histoprog.models.weights import WeightsSpec
 log = logging.getLogger(__name__)
 
 HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "val_dice", "lr", "seconds", "best")
+
+#: training losses and learning-rate schedules of :class:`UnetTraining` (first: published)
+LOSSES = ("dice", "dice_bce")
+LR_SCHEDULES = ("constant", "cosine")
 
 #: the U-net's input size must be a multiple of this (five 2x poolings of the encoder)
 SIZE_MULTIPLE = 32
@@ -110,6 +116,69 @@ class UnetConfig:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class UnetTraining:
+    """Training options beyond the published recipe (no ``hcc.unet`` keys yet).
+
+    Attributes:
+        stain_sigma: HED stain jitter of the training crops
+            (:func:`~histoprog.hcc.nuclei_data.jitter_stain`; 0 = none, published).
+        colour_jitter: brightness, contrast, saturation and hue jitter of the training
+            crops after the stain jitter (:func:`~histoprog.hcc.nuclei_data.jitter_colour`;
+            0 = none, published).
+        loss: ``dice`` (published) or ``dice_bce``: the Dice loss plus the mean binary
+            cross-entropy of the pixels.
+        lr_schedule: ``constant`` (published) or ``cosine``: the learning rate falls from
+            ``lr`` to 0 over the epochs (cosine annealing, stepped once per epoch).
+    """
+
+    stain_sigma: float = 0.0
+    colour_jitter: float = 0.0
+    loss: Literal["dice", "dice_bce"] = "dice"
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+
+    def __post_init__(self) -> None:
+        problems = [
+            f"{name}={getattr(self, name)!r} must be {rule}"
+            for name, rule, ok in (
+                ("stain_sigma", "in [0, 1)", 0 <= self.stain_sigma < 1),
+                ("colour_jitter", "in [0, 1)", 0 <= self.colour_jitter < 1),
+                ("loss", f"one of {LOSSES}", self.loss in LOSSES),
+                ("lr_schedule", f"one of {LR_SCHEDULES}", self.lr_schedule in LR_SCHEDULES),
+            )
+            if not ok
+        ]
+        if problems:
+            raise InputError("U-net training options", "; ".join(problems), "fix the options")
+
+
+class DiceBCELoss(nn.Module):
+    """The batch Dice loss (eps 1e-8) plus the mean binary cross-entropy, on logits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dice = DiceLoss(eps=1e-8)
+        self.bce = nn.BCEWithLogitsLoss()
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Loss of logits vs a binary target of the same shape."""
+        return self.dice(logits, target) + self.bce(logits, target)
+
+
+def training_loss(training: UnetTraining) -> nn.Module:
+    """The loss module of ``training.loss`` (input: logits)."""
+    return DiceBCELoss() if training.loss == "dice_bce" else DiceLoss(eps=1e-8)
+
+
+def lr_scheduler(
+    optimiser: torch.optim.Optimizer, training: UnetTraining, epochs: int
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """Per-epoch scheduler of ``training.lr_schedule`` (constant: a factor of 1)."""
+    if training.lr_schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=epochs)
+    return torch.optim.lr_scheduler.LambdaLR(optimiser, lambda _: 1.0)
+
+
 @dataclass
 class UnetResult:
     """A U-net training run: the best model, its epoch and Dice, the history table."""
@@ -145,6 +214,7 @@ def train_unet(
     cfg: UnetConfig,
     device: torch.device | str = "cpu",
     weights: WeightsSpec | None = None,
+    training: UnetTraining | None = None,
 ) -> UnetResult:
     """Train the nuclei U-net on a folder of image/mask pairs (see module docstring).
 
@@ -153,21 +223,32 @@ def train_unet(
         cfg: settings.
         device: training device.
         weights: overrides ``cfg.weights`` (e.g. a file path); ``None`` uses ``cfg.weights``.
+        training: options beyond the published recipe; ``None``: the published recipe.
 
     Raises:
         InputError: bad layout, sizes that differ, images smaller than the crop window.
     """
     device = torch.device(device)
+    training = training or UnetTraining()
     pairs = load_nuclei_pairs(nuclei_dir)
     train_pairs, val_pairs = split_pairs(pairs, cfg.val_fraction, cfg.seed)
     window = window_px(cfg.crop, cfg.image_mpp, cfg.target_mpp)
-    train_set = NucleiCrops(train_pairs, cfg.crop, window, cfg.crops_per_image, cfg.seed)
+    train_set = NucleiCrops(
+        train_pairs,
+        cfg.crop,
+        window,
+        cfg.crops_per_image,
+        cfg.seed,
+        training.stain_sigma,
+        training.colour_jitter,
+    )
     val_images, val_masks = grid_crops(val_pairs, cfg.crop, window)
     torch.manual_seed(cfg.seed)
     spec = cfg.weights if weights is None else weights
     model = build_unet(cfg.encoder, None if spec in (None, "none") else spec).to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    loss_fn = DiceLoss(eps=1e-8)
+    scheduler = lr_scheduler(optimiser, training, cfg.epochs)
+    loss_fn = training_loss(training)
     generator = torch.Generator().manual_seed(cfg.seed)
     loader = DataLoader(
         train_set,
@@ -192,6 +273,8 @@ def train_unet(
             loss.backward()
             optimiser.step()
             losses.append(loss.item())
+        lr = optimiser.param_groups[0]["lr"]
+        scheduler.step()
         val_loss, val_dice = _evaluate(model, val_images, val_masks, cfg.batch_size, device)
         if val_dice > best_dice:
             best_dice, best_epoch = val_dice, epoch
@@ -202,13 +285,13 @@ def train_unet(
                 "train_loss": float(np.mean(losses)) if losses else math.nan,
                 "val_loss": val_loss,
                 "val_dice": val_dice,
-                "lr": cfg.lr,
+                "lr": lr,
                 "seconds": round(time.perf_counter() - started, 3),
                 "best": 0,
             }
         )
         log.info(
-            "U-net epoch %d/%d: train Dice loss %.4f, validation Dice loss %.4f, Dice %.4f",
+            "U-net epoch %d/%d: train loss %.4f, validation Dice loss %.4f, Dice %.4f",
             epoch, cfg.epochs, rows[-1]["train_loss"], val_loss, val_dice,
         )  # fmt: skip
     history = pd.DataFrame(rows, columns=list(HISTORY_COLUMNS))
@@ -226,7 +309,12 @@ def train_unet(
     )
 
 
-def save_unet(path: str | os.PathLike[str], result: UnetResult, cfg: UnetConfig) -> None:
+def save_unet(
+    path: str | os.PathLike[str],
+    result: UnetResult,
+    cfg: UnetConfig,
+    training: UnetTraining | None = None,
+) -> None:
     """Write the U-net checkpoint (kind ``unet``) with its settings and validation Dice."""
     save_checkpoint(
         path,
@@ -241,7 +329,7 @@ def save_unet(path: str | os.PathLike[str], result: UnetResult, cfg: UnetConfig)
             "crop": cfg.crop,
             "stain": "none",
         },
-        config=cfg.to_dict(),
+        config={**cfg.to_dict(), **asdict(training or UnetTraining())},
         metrics={
             "best_epoch": result.best_epoch,
             "val_dice": result.best_val_dice,
