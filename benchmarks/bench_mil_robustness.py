@@ -40,26 +40,22 @@ of the test scores, ``median_p``/``median_hr`` (diagnostic: the test cohort spli
 median score, i.e. the ranking without t). An HR above ~1e3 is a split with every event in
 the high group (the Cox estimate diverges).
 
-Measured (2-core machine shared with other jobs, load 2.5-4; 1 torch thread; pool 120,
-seed 16001): the default run (10 pairs) took 10.1 min from nothing (pool generation
-1.6 min, U-net 0.4, tile 0.2, nuclei 3.7, train_mil 4.2, scoring + analysis 0.1; load
-3.9 -> 3.8); a rerun on the cached pool costs ~0.3-0.8 min per pair (train_mil), and
-gave the same numbers for pairs 1-10 (CPU training is deterministic here). Pairs 1-10
-(n_high / MIL p, HR / ceiling p, HR / Spearman): 0 / - / 1.7e-4, 19.5 / -0.28;
-11 / 0.37, 1.74 / 0.016, 4.4 / 0.38; 20 / - / 5.1e-4, 15.8 / 0.58; 20 / - / 9.2e-4, 9.4 /
-0.43; 20 / - / 0.025, 3.3 / 0.35; 20 / - / 7.2e-6, 31.7 / 0.59; 20 / - / 0.0073, 6.5 /
-0.03; 20 / - / 3.9e-6, inf / 0.54; 17 / 0.25, 3.09 / 0.018, inf / 0.85; 20 / - / 4.9e-5,
-13.6 / -0.18 (ceiling at k = 10 where the MIL made one group). The ceiling reaches
-p < 0.05 with HR > 1 in 10/10 pairs, the MIL groups in 0/10: the target is not met.
-With ``--pairs 30`` (16.6 min on the cached pool, load 2.5 -> 3.7): ceiling 29/30, MIL
-4/29 of those (4/30 in all; pairs 13, 14, 17, 20); the MIL put all 20 test patients in one
-group in 21/30 pairs (18 all high, 3 all low), never an HR < 1 when it split; Spearman of
-score vs planted risk median 0.54 (-0.34 to 0.91); the median split of the same scores
-reaches p < 0.05 with HR > 1 in 14/30. One-group pairs have narrow test scores (median
-max - min 0.10 vs 0.55 where the MIL split), an early kept epoch (median 9 for all high, 3
-for all low, vs 19) and the training patients on the same side of t as the test ones
-(``train_high`` 19-24/24 or 0-1/24): the training bags themselves are not separated at t, and
-the training cross-entropy stays near ln 2 (0.65-0.9 over the 20 epochs in pairs 3, 6, 28).
+Measured on the current code (demo settings of config/demo.yaml: 4 bags a step as one
+batch, batch norm in training mode, no validation hold-out, class weights, lr 1e-3, 40
+epochs; exact Vahadane fit; 1 torch thread; pool 120, seed 16001; 2-core machine shared
+with another agent's U-net training, load 2.1-2.8): 17.1 min from nothing (pool 1.6 min,
+U-net 0.5, tile 0.4, nuclei 1.7, train_mil 12.7, scoring 0.2). Pairs 1-10 (n_high / MIL p,
+HR / ceiling p / Spearman): 10 / 0.84, 0.88 / 1.7e-4 / 0.08; 18 / 0.58, 1.78 / 0.15 /
+0.68; 1 / 0.51, ~0 / 1.3e-5 / 0.09; 12 / 6.7e-4, inf / 2.2e-4 / 0.74; 10 / 0.34, 1.66 /
+0.025 / 0.31; 15 / 0.0056, 11.2 / 0.0056 / 0.74; 7 / 0.11, 2.64 / 0.018 / 0.83; 14 /
+0.019, 8.0 / 0.0029 / 0.60; 13 / 0.13, 2.41 / 0.0042 / 0.45; 7 / 1.7e-5, 15.7 / 4.1e-5 /
+0.78. The ceiling separates 9/10 pairs, the MIL groups 4 of those (target 90 %: not met);
+no pair has every test patient in one group; Spearman median 0.64; the score's own median
+split separates 5/10. ``--name paper`` with the paper's recipe (``--set`` batch_norm=frozen
+sampling=shuffle bags_per_step=1 class_weights=none val_fraction=0.2 keep=val_bce
+lr=0.0003 epochs=20 lr_step=10, the demo's settings before) on the same pool: ceiling 10/10, MIL 1/10, all test patients in one group in 7/10, Spearman median 0.29 (-0.30 to 0.81), median split 2/10 (3.8 min on the cached pool).
+The earlier code (scikit-learn's Vahadane fit, the paper's recipe) gave 0/10 and, over 30
+pairs, 4/29 with 21 one-group pairs (config/README.md, "HCC MIL training").
 
     python benchmarks/bench_mil_robustness.py [--pairs 10] [--pool 120] [--work DIR]
         [--threads 1] [--seed 16001]   # smoke: --pool 20 --n-train 12 --n-test 8 --epochs 2
