@@ -45,17 +45,19 @@ batch, batch norm in training mode, no validation hold-out, class weights, lr 1e
 epochs; exact Vahadane fit; 1 torch thread; pool 120, seed 16001; 2-core machine shared
 with another agent's U-net training, load 2.1-2.8): 17.1 min from nothing (pool 1.6 min,
 U-net 0.5, tile 0.4, nuclei 1.7, train_mil 12.7, scoring 0.2). Pairs 1-10 (n_high / MIL p,
-HR / ceiling p / Spearman): 10 / 0.84, 0.88 / 1.7e-4 / 0.08; 18 / 0.58, 1.78 / 0.15 /
-0.68; 1 / 0.51, ~0 / 1.3e-5 / 0.09; 12 / 6.7e-4, inf / 2.2e-4 / 0.74; 10 / 0.34, 1.66 /
-0.025 / 0.31; 15 / 0.0056, 11.2 / 0.0056 / 0.74; 7 / 0.11, 2.64 / 0.018 / 0.83; 14 /
-0.019, 8.0 / 0.0029 / 0.60; 13 / 0.13, 2.41 / 0.0042 / 0.45; 7 / 1.7e-5, 15.7 / 4.1e-5 /
-0.78. The ceiling separates 9/10 pairs, the MIL groups 4 of those (target 90 %: not met);
-no pair has every test patient in one group; Spearman median 0.64; the score's own median
-split separates 5/10. ``--name paper`` with the paper's recipe (``--set`` batch_norm=frozen
-sampling=shuffle bags_per_step=1 class_weights=none val_fraction=0.2 keep=val_bce
-lr=0.0003 epochs=20 lr_step=10, the demo's settings before) on the same pool: ceiling 10/10, MIL 1/10, all test patients in one group in 7/10, Spearman median 0.29 (-0.30 to 0.81), median split 2/10 (3.8 min on the cached pool).
-The earlier code (scikit-learn's Vahadane fit, the paper's recipe) gave 0/10 and, over 30
-pairs, 4/29 with 21 one-group pairs (config/README.md, "HCC MIL training").
+HR / ceiling p / Spearman): 10 / 0.84, 0.88 / 1.7e-4 / 0.08; 18 / 0.58, 1.78 / 0.15 / 0.68;
+1 / 0.51, ~0 / 1.3e-5 / 0.09; 12 / 6.7e-4, inf / 2.2e-4 / 0.74; 10 / 0.34, 1.66 / 0.025 /
+0.31; 15 / 0.0056, 11.2 / 0.0056 / 0.74; 7 / 0.11, 2.64 / 0.018 / 0.83; 14 / 0.019, 8.0 /
+0.0029 / 0.60; 13 / 0.13, 2.41 / 0.0042 / 0.45; 7 / 1.7e-5, 15.7 / 4.1e-5 / 0.78. The
+ceiling separates 9/10 pairs, the MIL groups 4 of those (target 90 %: not met); no pair has
+every test patient in one group; Spearman median 0.64; the score's own median split
+separates 5/10. ``--name paper`` with the paper's recipe (``--set`` batch_norm=frozen
+sampling=shuffle bags_per_step=1 class_weights=none val_fraction=0.2 keep=val_bce lr=0.0003
+epochs=20 lr_step=10, the demo's settings before) on the same pool: ceiling 10/10, MIL
+1/10, all test patients in one group in 7/10, Spearman median 0.29 (-0.30 to 0.81), median
+split 2/10 (3.8 min on the cached pool). The earlier code (scikit-learn's Vahadane fit, the
+paper's recipe) gave 0/10 and, over 30 pairs, 4/29 with 21 one-group pairs
+(config/README.md, "HCC MIL training").
 
     python benchmarks/bench_mil_robustness.py [--pairs 10] [--pool 120] [--work DIR]
         [--threads 1] [--seed 16001]   # smoke: --pool 20 --n-train 12 --n-test 8 --epochs 2
