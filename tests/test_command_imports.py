@@ -29,8 +29,8 @@ def test_no_command_imports_another(path: Path) -> None:
 
 
 #: per-slide and table stages that need no PyTorch, with the modules they import only when
-#: they run (issue 13: their start-up must not pay for torch); stain's Macenko is numpy code
-#: equal to torchstain's torch backend (tests/test_stain_macenko_torchstain.py)
+#: they run (issue 13: their start-up must not pay for torch); stain imports it when it runs
+#: (torchstain's torch backend is its Macenko estimate), but not to start
 NO_TORCH = {
     "tile": (),
     "stain": (),
