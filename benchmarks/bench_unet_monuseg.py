@@ -68,13 +68,14 @@ validation images TCGA-69-7764-01A-01-TS1 and TCGA-AC-A2FO-01A-01-TS1, 4 trainin
   spread is about +-0.02, so the one-change differences above are mostly noise; stain
   (and colour) jitter is the one change that clearly helps (0.61-0.64 -> 0.73-0.76).
 * diagnostic, the native scale (``--target-mpp 0.25 --crop 192``, tiles of 224 px at
-  0.25 um/px; not what the pipeline runs): held-out 0.631 (7.4 min): the 0.571 um/px
-  scale is not what limits the Dice.
+  0.25 um/px; not what the pipeline runs), 5 training images, stain 0.6 + colour 0.3:
+  held-out 0.631 (7.4 min) vs 0.764 at the pipeline's scale: the 0.571 um/px scale is
+  not what limits the Dice.
 * another split (``--split-seed 1``: TCGA-18-5592-01Z-00-DX1 and TCGA-AC-A2FO-01A-01-TS1
   held out), resnet18, crop 128, stain 0.6 + colour 0.3, 20 epochs: 0.589 (0.529, 0.670);
   TCGA-18-5592's stain is the outlier of the eight (about a third of the others'
-  haematoxylin in its nuclei).
-* why 0.82 is out of reach here: 5 training images, random init, and masks that leave
+  haematoxylin in its nuclei). With ``--stain-sigma 0.9``: 0.743 (0.721, 0.771).
+* why 0.82 is out of reach here: 4-5 training images, random init, and masks that leave
   some clear nuclei unannotated (seen on TCGA-CU-A0YN); the models reach only 0.79-0.86
   Dice on their own training images.
 
